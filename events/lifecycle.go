@@ -1,0 +1,113 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// LifecycleVersion is the wire version of Lifecycle this code writes and reads.
+const LifecycleVersion = 1
+
+// LifecycleType is the CloudEvent type of a lifecycle event.
+type LifecycleType string
+
+// The lifecycle event types, published on TopicEvents after the write they
+// describe.
+const (
+	EventClaimed        LifecycleType = "dev.coalmine.rollout.claimed.v1"
+	EventWaiting        LifecycleType = "dev.coalmine.rollout.waiting.v1"
+	EventBackupStarted  LifecycleType = "dev.coalmine.rollout.backup-started.v1"
+	EventBackupProgress LifecycleType = "dev.coalmine.rollout.backup-progress.v1"
+	EventBackupDone     LifecycleType = "dev.coalmine.rollout.backup-done.v1"
+	EventCanaryCreated  LifecycleType = "dev.coalmine.rollout.canary-created.v1"
+	EventTrafficShifted LifecycleType = "dev.coalmine.rollout.traffic-shifted.v1"
+	EventPaused         LifecycleType = "dev.coalmine.rollout.paused.v1"
+	EventResumed        LifecycleType = "dev.coalmine.rollout.resumed.v1"
+	EventPromoted       LifecycleType = "dev.coalmine.rollout.promoted.v1"
+	EventRollingBack    LifecycleType = "dev.coalmine.rollout.rolling-back.v1"
+	EventRolledBack     LifecycleType = "dev.coalmine.rollout.rolled-back.v1"
+	EventSuperseded     LifecycleType = "dev.coalmine.rollout.superseded.v1"
+	EventFailed         LifecycleType = "dev.coalmine.rollout.failed.v1"
+	EventVerdict        LifecycleType = "dev.coalmine.rollout.verdict.v1"
+)
+
+// LifecycleTypes lists every lifecycle event type.
+var LifecycleTypes = []LifecycleType{
+	EventClaimed, EventWaiting, EventBackupStarted, EventBackupProgress, EventBackupDone,
+	EventCanaryCreated, EventTrafficShifted, EventPaused, EventResumed, EventPromoted,
+	EventRollingBack, EventRolledBack, EventSuperseded, EventFailed, EventVerdict,
+}
+
+// Known reports whether t is a lifecycle type this version understands.
+func (t LifecycleType) Known() bool {
+	for _, k := range LifecycleTypes {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Lifecycle tells watchers (the CLI's watch, notifications) what a function
+// just wrote.
+type Lifecycle struct {
+	Version    int           `json:"version"`
+	Type       LifecycleType `json:"type"`
+	Service    string        `json:"service"`
+	Rollout    string        `json:"rollout"`
+	Generation int64         `json:"generation"`
+	Phase      string        `json:"phase"`
+	Stage      int           `json:"stage,omitempty"`
+	Percent    int           `json:"percent,omitempty"`
+	Image      string        `json:"image,omitempty"`
+	Canary     string        `json:"canary,omitempty"`
+	Stable     string        `json:"stable,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Actor      string        `json:"actor,omitempty"`
+	Time       time.Time     `json:"time"`
+}
+
+// Encode validates e and returns its JSON encoding.
+func (e Lifecycle) Encode() ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(e)
+}
+
+// DecodeLifecycle decodes and validates a lifecycle event.
+func DecodeLifecycle(data []byte) (Lifecycle, error) {
+	var e Lifecycle
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&e); err != nil {
+		return Lifecycle{}, &FieldError{Source: "lifecycle event", Field: "(body)", Problem: "not a JSON lifecycle event: " + err.Error()}
+	}
+	return e, e.Validate()
+}
+
+// Validate checks the event's fields.
+func (e Lifecycle) Validate() error {
+	bad := func(field, problem string) error {
+		return &FieldError{Source: "lifecycle event", Field: field, Problem: problem}
+	}
+	switch {
+	case e.Version == 0:
+		return bad("version", "missing")
+	case e.Version > LifecycleVersion || e.Version < 0:
+		return bad("version", fmt.Sprintf("unsupported version %d", e.Version))
+	case !e.Type.Known():
+		return bad("type", fmt.Sprintf("unknown lifecycle type %q", e.Type))
+	case !ValidServiceID(e.Service):
+		return bad("service", fmt.Sprintf("%q is not a Cloud Run service ID", e.Service))
+	case e.Rollout == "":
+		return bad("rollout", "missing")
+	case e.Phase == "":
+		return bad("phase", "missing")
+	case e.Percent < 0 || e.Percent > 100:
+		return bad("percent", fmt.Sprintf("%d is not a percentage", e.Percent))
+	case e.Time.IsZero():
+		return bad("time", "missing")
+	}
+	return nil
+}

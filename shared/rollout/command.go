@@ -1,0 +1,98 @@
+package rollout
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind is what a command asks of the state machine.
+type Kind string
+
+// The command kinds. Some arrive on the wire (shift, pause, resume,
+// rollback, claim); the rest record what a function did (the canary it
+// created, the backup it finished) in the same write as the work itself.
+const (
+	// Claim starts a rollout for an image (push, release, retry).
+	Claim Kind = "claim"
+	// Begin starts a waiting rollout once its window is open.
+	Begin Kind = "begin"
+	// BackupProgress takes or renews the backup lease and records progress.
+	BackupProgress Kind = "backup-progress"
+	// BackupDone records a verified backup and moves on to deploying.
+	BackupDone Kind = "backup-done"
+	// CanaryCreated records the canary revision written at 0% traffic.
+	CanaryCreated Kind = "canary-created"
+	// Shift moves to a stage; the last stage promotes.
+	Shift Kind = "shift"
+	// Pause holds the current stage.
+	Pause Kind = "pause"
+	// Resume continues a paused rollout at its stage.
+	Resume Kind = "resume"
+	// Rollback returns traffic and template to the stable revision.
+	Rollback Kind = "rollback"
+	// RollbackDone ends a rollback once post-rollback hooks ran.
+	RollbackDone Kind = "rollback-done"
+	// Fail ends a rollout whose canary never took traffic.
+	Fail Kind = "fail"
+	// Republish records that the watchdog published a step's command again.
+	Republish Kind = "republish"
+)
+
+// Kinds lists every kind.
+var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish}
+
+// Command is one input to the state machine.
+type Command struct {
+	Kind Kind
+	// Rollout names the rollout the command is for (all kinds but Claim).
+	Rollout string
+	// Generation is the state generation the sender read; a command that
+	// saw a newer generation than the state at hand is retried. 0: unknown.
+	Generation int64
+	// Stage is the 1-based target stage of a Shift.
+	Stage int
+	// Manual marks an operator's decision: a manual Shift may move a paused
+	// rollout forward.
+	Manual bool
+	Reason string
+	Actor  string
+
+	// Claim.
+	Service     string
+	Image       string    // full reference with digest
+	Digest      string    // sha256:...
+	PublishTime time.Time // when the push (or operator command) was published
+	Retry       bool      // explicit retry of a digest that failed before
+	Stages      []int     // stage percents, ascending, ending at 100
+	Stable      string    // the revision serving 100% now, as Cloud Run says
+	WindowOpen  bool      // a release may start now
+
+	// CanaryCreated.
+	Revision string
+	Template json.RawMessage // the service template before the deploy
+
+	// BackupProgress and BackupDone.
+	Holder string
+	Lease  time.Duration
+	Backup *Backup
+
+	// Republish: which step's command was published again.
+	Step string
+}
+
+// Backup is what a finished (or running) backup left behind, referenced
+// from the rollout so that a restore can find it.
+type Backup struct {
+	// Prefix is where the storage copies live (gs://bucket/prefix/).
+	Prefix string `json:"prefix,omitempty"`
+	// Manifest is the object holding the storage manifest.
+	Manifest string `json:"manifest,omitempty"`
+	// Database is the database export or dump object.
+	Database string `json:"db,omitempty"`
+	// Objects is the number of objects copied so far.
+	Objects int `json:"objects,omitempty"`
+	// Progress is free text about where a running backup is.
+	Progress string `json:"progress,omitempty"`
+	// Skipped says which parts were skipped and why.
+	Skipped string `json:"skipped,omitempty"`
+}

@@ -1,0 +1,601 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config bounds the state and sets the step deadlines.
+type Config struct {
+	// History is how many entries the history keeps (default 20).
+	History int
+	// FailedDigests is how many failed digests are remembered (default 20).
+	FailedDigests int
+	Deadlines     Deadlines
+}
+
+// Deadlines say how long each step may go without progress before the
+// watchdog acts, and how often it publishes a step's command again.
+type Deadlines struct {
+	Waiting     time.Duration
+	Backup      time.Duration // the whole backup
+	Lease       time.Duration // one backup chunk; a lease not renewed in time is taken over
+	Deploy      time.Duration
+	Stage       time.Duration
+	Paused      time.Duration
+	RollingBack time.Duration
+	// Retries is how many times the watchdog re-publishes a step's command.
+	Retries int
+}
+
+// DefaultConfig returns the defaults documented in docs/policy.md.
+func DefaultConfig() Config {
+	return Config{
+		History:       20,
+		FailedDigests: 20,
+		Deadlines: Deadlines{
+			Waiting:     168 * time.Hour,
+			Backup:      2 * time.Hour,
+			Lease:       2 * time.Minute,
+			Deploy:      15 * time.Minute,
+			Stage:       72 * time.Hour,
+			Paused:      72 * time.Hour,
+			RollingBack: 10 * time.Minute,
+			Retries:     3,
+		},
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.History <= 0 {
+		c.History = d.History
+	}
+	if c.FailedDigests <= 0 {
+		c.FailedDigests = d.FailedDigests
+	}
+	dl := &c.Deadlines
+	for _, p := range []struct{ got, def *time.Duration }{
+		{&dl.Waiting, &d.Deadlines.Waiting}, {&dl.Backup, &d.Deadlines.Backup},
+		{&dl.Lease, &d.Deadlines.Lease}, {&dl.Deploy, &d.Deadlines.Deploy},
+		{&dl.Stage, &d.Deadlines.Stage}, {&dl.Paused, &d.Deadlines.Paused},
+		{&dl.RollingBack, &d.Deadlines.RollingBack},
+	} {
+		if *p.got <= 0 {
+			*p.got = *p.def
+		}
+	}
+	if dl.Retries < 0 {
+		dl.Retries = 0
+	}
+	return c
+}
+
+// Outcome is what the receiver of a command does with it.
+type Outcome int
+
+// The outcomes.
+const (
+	// Applied: the state changed; write it (one UpdateService, with the etag
+	// and generation read) and then publish the next command.
+	Applied Outcome = iota + 1
+	// Duplicate: this step is already applied; acknowledge, and publish the
+	// next command again (the crash may have come between write and publish).
+	Duplicate
+	// Stale: for another rollout, an older step, or a finished rollout;
+	// acknowledge and log.
+	Stale
+	// Rejected: not allowed here (a guard failed); a permanent error,
+	// acknowledged and logged with the reason.
+	Rejected
+	// Retry: the command depends on state not visible yet; return an error
+	// so that Pub/Sub redelivers it.
+	Retry
+	// Supersede: a claim for a new digest met a rollout in progress; publish
+	// a rollback of that rollout (reason superseded) and retry the claim.
+	Supersede
+	// Held: another worker holds the backup lease; acknowledge.
+	Held
+)
+
+var outcomeNames = map[Outcome]string{
+	Applied: "applied", Duplicate: "duplicate", Stale: "stale", Rejected: "rejected",
+	Retry: "retry", Supersede: "supersede", Held: "held",
+}
+
+func (o Outcome) String() string {
+	if n, ok := outcomeNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// Result is the verdict of Apply.
+type Result struct {
+	Outcome Outcome
+	// State is the new state when Applied, the unchanged state otherwise.
+	State State
+	// Reason explains any outcome but Applied (and the rollback to publish
+	// on Supersede).
+	Reason string
+}
+
+// Apply decides what command c does to state s at time now. It never
+// changes s; the new state is in the result. Rules:
+//   - a command for another rollout is stale; one whose sender saw a newer
+//     generation than s is retried (our read is behind);
+//   - a step already applied is a duplicate, an older step is stale, and a
+//     step the phase does not allow is rejected;
+//   - rollback is valid from every non-terminal phase, and a promote that
+//     arrives after it is stale.
+func Apply(s State, c Command, now time.Time, cfg Config) Result {
+	cfg = cfg.withDefaults()
+	if c.Kind == Claim {
+		return claim(s, c, now, cfg)
+	}
+	r := s.Rollout
+	if c.Rollout == "" {
+		return reject(s, "command names no rollout")
+	}
+	if r == nil || r.ID != c.Rollout {
+		cur := "none"
+		if r != nil {
+			cur = r.ID
+		}
+		if c.Generation > s.Generation {
+			return Result{Outcome: Retry, State: s, Reason: fmt.Sprintf("rollout %s not visible yet (current %s, generation %d < %d)", c.Rollout, cur, s.Generation, c.Generation)}
+		}
+		return Result{Outcome: Stale, State: s, Reason: fmt.Sprintf("rollout %s is not the current rollout (%s)", c.Rollout, cur)}
+	}
+	if c.Generation > s.Generation {
+		return Result{Outcome: Retry, State: s, Reason: fmt.Sprintf("sender saw generation %d, state has %d", c.Generation, s.Generation)}
+	}
+	if c.Generation != 0 && c.Generation < r.Claimed {
+		return stale(s, fmt.Sprintf("command from generation %d predates rollout %s (claimed at %d)", c.Generation, r.ID, r.Claimed))
+	}
+	switch c.Kind {
+	case Begin:
+		return begin(s, c, now, cfg)
+	case BackupProgress:
+		return backupProgress(s, c, now, cfg)
+	case BackupDone:
+		return backupDone(s, c, now, cfg)
+	case CanaryCreated:
+		return canaryCreated(s, c, now, cfg)
+	case Shift:
+		return shift(s, c, now, cfg)
+	case Pause:
+		return pause(s, c, now, cfg)
+	case Resume:
+		return resume(s, c, now, cfg)
+	case Rollback:
+		return rollback(s, c, now, cfg)
+	case RollbackDone:
+		return rollbackDone(s, c, now, cfg)
+	case Fail:
+		return fail(s, c, now, cfg)
+	case Republish:
+		return republish(s, c, now, cfg)
+	}
+	return reject(s, fmt.Sprintf("unknown command kind %q", c.Kind))
+}
+
+func reject(s State, why string) Result  { return Result{Outcome: Rejected, State: s, Reason: why} }
+func stale(s State, why string) Result   { return Result{Outcome: Stale, State: s, Reason: why} }
+func already(s State, why string) Result { return Result{Outcome: Duplicate, State: s, Reason: why} }
+
+// finished explains why a command does nothing to a terminal rollout.
+func finished(s State) Result {
+	return stale(s, fmt.Sprintf("rollout %s already %s", s.Rollout.ID, s.Rollout.Phase))
+}
+
+// next returns a copy of s with the rollout moved to phase p (and stage),
+// the generation bumped, the step clock reset and a history entry added.
+func next(s State, c Command, now time.Time, cfg Config, p Phase, stage int) Result {
+	n := s.Clone()
+	n.Generation++
+	r := n.Rollout
+	if r.Phase != p || r.Stage != stage {
+		r.StepStarted = now
+		r.Attempts = 0
+		r.Deadline = deadline(p, now, cfg.Deadlines)
+	}
+	r.Phase, r.Stage = p, stage
+	if p.Terminal() {
+		r.Ended = now
+		r.Lease = nil
+		r.Deadline = time.Time{}
+	}
+	if c.Reason != "" {
+		r.Reason = c.Reason
+	}
+	n.History = append(n.History, Entry{
+		Rollout: r.ID, Generation: n.Generation, At: now, Kind: c.Kind,
+		Phase: p, Stage: stage, Reason: c.Reason, Actor: c.Actor,
+	})
+	if over := len(n.History) - cfg.History; over > 0 {
+		n.History = append([]Entry(nil), n.History[over:]...)
+	}
+	return Result{Outcome: Applied, State: n}
+}
+
+func deadline(p Phase, now time.Time, d Deadlines) time.Time {
+	var dur time.Duration
+	switch p {
+	case Waiting:
+		dur = d.Waiting
+	case BackingUp:
+		dur = d.Lease
+	case Deploying:
+		dur = d.Deploy
+	case Progressing:
+		dur = d.Stage
+	case Paused:
+		dur = d.Paused
+	case RollingBack:
+		dur = d.RollingBack
+	default:
+		return time.Time{}
+	}
+	return now.Add(dur)
+}
+
+func rememberFailed(s *State, digest string, cfg Config) {
+	if digest == "" || s.Failed(digest) {
+		return
+	}
+	s.FailedDigests = append(s.FailedDigests, digest)
+	if over := len(s.FailedDigests) - cfg.FailedDigests; over > 0 {
+		s.FailedDigests = append([]string(nil), s.FailedDigests[over:]...)
+	}
+}
+
+// ID returns the rollout ID for a digest on a service: the service name and
+// the first 12 hex digits of the digest. Duplicate pushes of one digest get
+// the same ID; a later claim of the same digest (a retry) appends "-r" and
+// the generation that claimed it.
+func ID(service, digest string) string {
+	hex := strings.TrimPrefix(digest, "sha256:")
+	if len(hex) > 12 {
+		hex = hex[:12]
+	}
+	return service + "-" + hex
+}
+
+func claim(s State, c Command, now time.Time, cfg Config) Result {
+	switch {
+	case c.Service == "":
+		return reject(s, "claim names no service")
+	case c.Digest == "" || c.Image == "":
+		return reject(s, "claim names no image digest")
+	case len(c.Stages) == 0 || c.Stages[len(c.Stages)-1] != 100:
+		return reject(s, "claim has no stages ending at 100%")
+	}
+	for i, p := range c.Stages {
+		if p < 1 || p > 100 || (i > 0 && p <= c.Stages[i-1]) {
+			return reject(s, fmt.Sprintf("claim stages %v are not ascending percents", c.Stages))
+		}
+	}
+	r := s.Rollout
+	attempt := 1
+	if r != nil && r.Digest == c.Digest {
+		if r.Active() {
+			return already(s, fmt.Sprintf("rollout %s for this digest is already %s", r.ID, r.Phase))
+		}
+		switch {
+		case r.Phase == Promoted:
+			return stale(s, fmt.Sprintf("digest already released by rollout %s", r.ID))
+		case c.Retry:
+		case r.Phase == Superseded && c.PublishTime.After(r.PublishTime):
+		case r.Phase == Superseded:
+			return stale(s, fmt.Sprintf("push of %s was superseded by a newer image", c.Digest))
+		default:
+			return reject(s, fmt.Sprintf("digest %s %s in rollout %s (%s); use retry to release it again", c.Digest, r.Phase, r.ID, r.Reason))
+		}
+		attempt = r.Attempt + 1
+	}
+	if s.Failed(c.Digest) && !c.Retry {
+		return reject(s, fmt.Sprintf("digest %s failed on this service before; use retry to release it again", c.Digest))
+	}
+	if r != nil && r.Digest != c.Digest {
+		if !c.PublishTime.After(r.PublishTime) {
+			return stale(s, fmt.Sprintf("push published %s is older than rollout %s (%s)",
+				c.PublishTime.UTC().Format(time.RFC3339Nano), r.ID, r.PublishTime.UTC().Format(time.RFC3339Nano)))
+		}
+		if r.Active() {
+			return Result{Outcome: Supersede, State: s, Reason: fmt.Sprintf("rollout %s (%s) is in progress and is superseded by %s", r.ID, r.Phase, c.Digest)}
+		}
+	}
+	if c.Retry && attempt == 1 {
+		attempt = 2
+	}
+	stable := s.Stable
+	if c.Stable != "" {
+		stable = c.Stable
+	}
+	if stable == "" {
+		return reject(s, "no stable revision: the service must serve one revision at 100% before a rollout")
+	}
+	n := s.Clone()
+	n.Service = c.Service
+	n.Stable = stable
+	phase := BackingUp
+	if !c.WindowOpen {
+		phase = Waiting
+	}
+	id := ID(c.Service, c.Digest)
+	if attempt > 1 {
+		// A second claim of a digest (retry, or a re-push of a superseded
+		// one) gets an ID of its own, so that commands of the earlier
+		// attempt can never apply to it.
+		id = fmt.Sprintf("%s-r%d", id, s.Generation+1)
+	}
+	n.Rollout = &Rollout{
+		ID: id, Image: c.Image, Digest: c.Digest, PublishTime: c.PublishTime,
+		Attempt: attempt, Claimed: s.Generation + 1, Stages: append([]int(nil), c.Stages...),
+		Stable: stable, Started: now,
+	}
+	return next(n, c, now, cfg, phase, 0)
+}
+
+func begin(s State, c Command, now time.Time, cfg Config) Result {
+	switch r := s.Rollout; {
+	case r.Phase == Waiting:
+		return next(s, c, now, cfg, BackingUp, 0)
+	case r.Phase == BackingUp:
+		return already(s, "backup already started")
+	case r.Phase.Terminal():
+		return finished(s)
+	default:
+		return stale(s, fmt.Sprintf("rollout already %s", r.Phase))
+	}
+}
+
+func backupProgress(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case r.Phase.Terminal():
+		return finished(s)
+	case r.Phase == Waiting:
+		return reject(s, "backup before the rollout began")
+	case r.Phase == Deploying:
+		return already(s, "backup already done")
+	case r.Phase != BackingUp:
+		return stale(s, fmt.Sprintf("backup finished; rollout %s", r.Phase))
+	case c.Holder == "":
+		return reject(s, "backup progress names no lease holder")
+	}
+	if l := r.Lease; l != nil && l.Holder != c.Holder && now.Before(l.Expires) {
+		return Result{Outcome: Held, State: s, Reason: fmt.Sprintf("backup lease held by %s until %s", l.Holder, l.Expires.UTC().Format(time.RFC3339))}
+	}
+	lease := c.Lease
+	if lease <= 0 {
+		lease = cfg.Deadlines.Lease
+	}
+	res := next(s, c, now, cfg, BackingUp, 0)
+	nr := res.State.Rollout
+	nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(lease)}
+	nr.Deadline = nr.Lease.Expires
+	nr.Attempts = 0
+	if c.Backup != nil {
+		b := *c.Backup
+		nr.Backup = &b
+	}
+	return res
+}
+
+func backupDone(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case r.Phase.Terminal():
+		return finished(s)
+	case r.Phase == Waiting:
+		return reject(s, "backup done before the rollout began")
+	case r.Phase == Deploying:
+		return already(s, "backup already recorded")
+	case r.Phase != BackingUp:
+		return stale(s, fmt.Sprintf("rollout already %s", r.Phase))
+	case c.Backup == nil:
+		return reject(s, "backup done without backup references")
+	}
+	if l := r.Lease; l != nil && c.Holder != "" && l.Holder != c.Holder && now.Before(l.Expires) {
+		return Result{Outcome: Held, State: s, Reason: fmt.Sprintf("backup lease held by %s", l.Holder)}
+	}
+	res := next(s, c, now, cfg, Deploying, 0)
+	b := *c.Backup
+	res.State.Rollout.Backup = &b
+	res.State.Rollout.Lease = nil
+	return res
+}
+
+func canaryCreated(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case r.Phase.Terminal():
+		return finished(s)
+	case r.Phase == Waiting || r.Phase == BackingUp:
+		return reject(s, "deploy before the backup finished")
+	case r.Phase != Deploying:
+		return stale(s, fmt.Sprintf("canary already deployed; rollout %s", r.Phase))
+	case c.Revision == "":
+		return reject(s, "canary-created names no revision")
+	case r.Canary == c.Revision:
+		return already(s, "canary "+r.Canary+" already created")
+	case r.Canary != "":
+		return reject(s, fmt.Sprintf("rollout already has canary %s, not %s", r.Canary, c.Revision))
+	}
+	n := s.Clone()
+	n.Rollout.Canary = c.Revision
+	n.Rollout.StableTemplate = append([]byte(nil), c.Template...)
+	res := next(n, c, now, cfg, Deploying, 0)
+	return res
+}
+
+func shift(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	k, n := c.Stage, len(r.Stages)
+	if k < 1 || k > n {
+		return reject(s, fmt.Sprintf("stage %d outside 1..%d", k, n))
+	}
+	to := Progressing
+	if k == n {
+		to = Promoted
+	}
+	switch r.Phase {
+	case Waiting, BackingUp:
+		return reject(s, "no canary yet: rollout "+string(r.Phase))
+	case Deploying:
+		if r.Canary == "" {
+			return reject(s, "no canary yet: deploy not written")
+		}
+		if k != 1 {
+			return reject(s, fmt.Sprintf("cannot go from deploying to stage %d", k))
+		}
+	case Progressing, Paused:
+		switch {
+		case k == r.Stage && r.Phase == Progressing:
+			return already(s, fmt.Sprintf("already at stage %d", k))
+		case k <= r.Stage:
+			return stale(s, fmt.Sprintf("already at stage %d (%s)", r.Stage, r.Phase))
+		case k > r.Stage+1:
+			return reject(s, fmt.Sprintf("cannot skip from stage %d to %d", r.Stage, k))
+		case r.Phase == Paused && !c.Manual:
+			return reject(s, fmt.Sprintf("paused at stage %d; only an operator's promote or a resume moves it", r.Stage))
+		}
+	case Promoted:
+		if k == n {
+			return already(s, "already promoted")
+		}
+		return finished(s)
+	default:
+		return finished(s) // rolling back, rolled back, failed, superseded
+	}
+	res := next(s, c, now, cfg, to, k)
+	if to == Promoted {
+		st := &res.State
+		st.Previous = st.Stable
+		st.Stable = st.Rollout.Canary
+		st.StableImage = st.Rollout.Image
+	}
+	return res
+}
+
+func pause(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch r.Phase {
+	case Progressing:
+		return next(s, c, now, cfg, Paused, r.Stage)
+	case Paused:
+		return already(s, fmt.Sprintf("already paused at stage %d", r.Stage))
+	case Waiting, BackingUp, Deploying:
+		return reject(s, fmt.Sprintf("nothing to pause: the canary takes no traffic while %s", r.Phase))
+	case RollingBack:
+		return stale(s, "rolling back")
+	}
+	return finished(s)
+}
+
+func resume(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch r.Phase {
+	case Paused:
+		return next(s, c, now, cfg, Progressing, r.Stage)
+	case Progressing:
+		return already(s, fmt.Sprintf("not paused; at stage %d", r.Stage))
+	case Waiting, BackingUp, Deploying:
+		return reject(s, "nothing to resume: rollout "+string(r.Phase))
+	case RollingBack:
+		return stale(s, "rolling back")
+	}
+	return finished(s)
+}
+
+func rollback(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	superseded := c.Reason == "superseded"
+	switch r.Phase {
+	case RollingBack, RolledBack, Superseded:
+		return already(s, "already "+string(r.Phase))
+	case Promoted, Failed:
+		return finished(s)
+	case Waiting, BackingUp:
+		// Nothing was deployed: the rollout ends here.
+		return undo(s, c, now, cfg, superseded)
+	case Deploying:
+		if r.Canary == "" {
+			return undo(s, c, now, cfg, superseded)
+		}
+	}
+	res := next(s, c, now, cfg, RollingBack, r.Stage)
+	res.State.Rollout.Lease = nil
+	return res
+}
+
+// undo ends a rollout that is being rolled back (or never deployed).
+func undo(s State, c Command, now time.Time, cfg Config, superseded bool) Result {
+	to := RolledBack
+	if superseded {
+		to = Superseded
+	}
+	res := next(s, c, now, cfg, to, s.Rollout.Stage)
+	if !superseded {
+		rememberFailed(&res.State, s.Rollout.Digest, cfg)
+	}
+	return res
+}
+
+func rollbackDone(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch r.Phase {
+	case RollingBack:
+		if c.Reason == "" {
+			c.Reason = r.Reason
+		}
+		return undo(s, c, now, cfg, r.Reason == "superseded")
+	case RolledBack, Superseded:
+		return already(s, "already "+string(r.Phase))
+	case Promoted, Failed:
+		return finished(s)
+	}
+	return reject(s, "not rolling back: rollout "+string(r.Phase))
+}
+
+func fail(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch r.Phase {
+	case Waiting, BackingUp, Deploying:
+		if c.Reason == "" {
+			c.Reason = "failed"
+		}
+		res := next(s, c, now, cfg, Failed, 0)
+		rememberFailed(&res.State, r.Digest, cfg)
+		return res
+	case Failed:
+		return already(s, "already failed")
+	case Progressing, Paused:
+		return reject(s, fmt.Sprintf("the canary has traffic (stage %d); roll back instead of failing", r.Stage))
+	case RollingBack:
+		return stale(s, "rolling back")
+	}
+	return finished(s)
+}
+
+func republish(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	if r.Phase.Terminal() {
+		return finished(s)
+	}
+	if c.Step == "" {
+		return reject(s, "republish names no step")
+	}
+	res := next(s, c, now, cfg, r.Phase, r.Stage)
+	nr := res.State.Rollout
+	nr.Attempts = r.Attempts + 1
+	wait := deadline(r.Phase, now, cfg.Deadlines)
+	if c.Step == "rollback" {
+		wait = now.Add(cfg.Deadlines.RollingBack)
+	}
+	nr.Deadline = wait
+	return res
+}

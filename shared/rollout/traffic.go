@@ -1,0 +1,46 @@
+package rollout
+
+// The traffic tags coalmine owns. Other tags on the service are left alone.
+const (
+	TagStable   = "stable"
+	TagCanary   = "canary"
+	TagPrevious = "previous"
+)
+
+// OwnedTag reports whether coalmine manages tag t.
+func OwnedTag(t string) bool { return t == TagStable || t == TagCanary || t == TagPrevious }
+
+// Target is one entry of a traffic split: a named revision, its share and
+// its tag.
+type Target struct {
+	Revision string
+	Percent  int
+	Tag      string
+}
+
+// Traffic is the split the state describes: the stable revision (tag
+// stable) with what the canary does not take; the canary (tag canary) with
+// its stage's percent while the rollout is live (0% while deploying); and
+// the previous stable revision at 0% (tag previous) after a promotion. Once
+// a rollout is rolled back, failed or superseded the canary gets nothing and
+// loses its tag. The percents always sum to 100 when Stable is set.
+func (s State) Traffic() []Target {
+	if s.Stable == "" {
+		return nil
+	}
+	canary, pct := "", 0
+	if r := s.Rollout; r != nil && r.Canary != "" && r.Canary != s.Stable {
+		switch r.Phase {
+		case Deploying, Progressing, Paused:
+			canary, pct = r.Canary, r.Percent()
+		}
+	}
+	out := []Target{{Revision: s.Stable, Percent: 100 - pct, Tag: TagStable}}
+	if canary != "" {
+		out = append(out, Target{Revision: canary, Percent: pct, Tag: TagCanary})
+	}
+	if s.Previous != "" && s.Previous != s.Stable && s.Previous != canary {
+		out = append(out, Target{Revision: s.Previous, Percent: 0, Tag: TagPrevious})
+	}
+	return out
+}
