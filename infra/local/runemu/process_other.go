@@ -1,0 +1,14 @@
+//go:build !unix
+
+package runemu
+
+import (
+	"os"
+	"os/exec"
+)
+
+// setProcessGroup is a no-op where process groups are not available.
+func setProcessGroup(*exec.Cmd) {}
+
+// killProcessGroup kills p (only p: no process groups here).
+func killProcessGroup(p *os.Process, _ bool) { _ = p.Kill() }

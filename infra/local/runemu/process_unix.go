@@ -1,0 +1,24 @@
+//go:build unix
+
+package runemu
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// setProcessGroup starts cmd in a process group of its own, so stopping it also stops
+// whatever it started.
+func setProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+// killProcessGroup signals p's process group: SIGKILL when hard, SIGTERM otherwise.
+func killProcessGroup(p *os.Process, hard bool) {
+	sig := syscall.SIGTERM
+	if hard {
+		sig = syscall.SIGKILL
+	}
+	_ = syscall.Kill(-p.Pid, sig)
+}

@@ -1,0 +1,116 @@
+package cloudrun
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ai-square/coalmine/shared/rollout"
+)
+
+// write is the only way coalmine changes a service: ONE UpdateService that
+// sets the traffic the next state describes, the state annotation and (when
+// tmpl is not nil) the template, carrying the etag that was read. Before it
+// the service is read again and must still have the etag and the state
+// generation of svc; after it the service must hold next's generation. Any
+// difference is ErrConflict: someone else wrote in between.
+func (c *Client) write(ctx context.Context, svc *Service, next rollout.State, tmpl *runpb.RevisionTemplate) (*Service, error) {
+	if next.Generation != svc.State.Generation+1 {
+		return nil, fmt.Errorf("write %s: state generation %d does not follow %d: %w", svc.Name, next.Generation, svc.State.Generation, ErrInvalid)
+	}
+	enc, err := rollout.Encode(next)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w: %w", svc.Name, ErrInvalid, err)
+	}
+	cur, err := c.services.GetService(ctx, &runpb.GetServiceRequest{Name: svc.FullName})
+	if err != nil {
+		return nil, classify("write "+svc.Name+": read before write", err)
+	}
+	curState, err := rollout.Decode(cur.GetAnnotations()[rollout.AnnotationKey])
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w: %w", svc.Name, ErrState, err)
+	}
+	if cur.GetEtag() != svc.Etag || curState.Generation != svc.State.Generation {
+		return nil, fmt.Errorf("write %s: read etag %s generation %d, now etag %s generation %d: %w",
+			svc.Name, svc.Etag, svc.State.Generation, cur.GetEtag(), curState.Generation, ErrConflict)
+	}
+	upd := proto.Clone(cur).(*runpb.Service)
+	if upd.Annotations == nil {
+		upd.Annotations = map[string]string{}
+	}
+	upd.Annotations[rollout.AnnotationKey] = enc
+	upd.Traffic = trafficFor(next, cur)
+	if tmpl != nil {
+		upd.Template = tmpl
+	}
+	op, err := c.services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: upd})
+	if err != nil {
+		return nil, classify("write "+svc.Name, err)
+	}
+	if err := c.wait(ctx, op); err != nil {
+		return nil, err
+	}
+	after, err := c.Read(ctx, svc.Name)
+	if err != nil {
+		return nil, err
+	}
+	if after.State.Generation != next.Generation {
+		return nil, fmt.Errorf("write %s: wrote generation %d, service has %d: %w", svc.Name, next.Generation, after.State.Generation, ErrConflict)
+	}
+	return after, nil
+}
+
+// opError is the error a long-running operation finished with.
+type opError struct{ err error }
+
+func (e *opError) Error() string { return "operation failed: " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
+
+// wait polls an update until it is done, at the client's poll interval.
+func (c *Client) wait(ctx context.Context, op *run.UpdateServiceOperation) error {
+	for {
+		_, err := op.Poll(ctx)
+		if err != nil {
+			if op.Done() {
+				return &opError{err: classify("update", err)}
+			}
+			return classify("poll update", err)
+		}
+		if op.Done() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for update: %w", ctx.Err())
+		case <-time.After(c.poll):
+		}
+	}
+}
+
+// trafficFor turns the state's split into traffic targets, pinned to named
+// revisions, and keeps any 0% target with a tag coalmine does not own.
+func trafficFor(next rollout.State, cur *runpb.Service) []*runpb.TrafficTarget {
+	var out []*runpb.TrafficTarget
+	ours := map[string]bool{}
+	for _, t := range next.Traffic() {
+		ours[t.Revision] = true
+		out = append(out, &runpb.TrafficTarget{
+			Type:     runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+			Revision: t.Revision, Percent: int32(t.Percent), Tag: t.Tag,
+		})
+	}
+	for _, t := range cur.GetTraffic() {
+		if t.GetTag() == "" || rollout.OwnedTag(t.GetTag()) || t.GetPercent() != 0 || t.GetRevision() == "" {
+			continue
+		}
+		out = append(out, &runpb.TrafficTarget{
+			Type:     runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+			Revision: shortName(t.GetRevision()), Percent: 0, Tag: t.GetTag(),
+		})
+	}
+	return out
+}
