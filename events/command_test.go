@@ -200,3 +200,23 @@ func FuzzDecodeLifecycle(f *testing.F) {
 		}
 	})
 }
+
+func TestTopologyConsumesEveryCommandTopicOnce(t *testing.T) {
+	consumers := map[string][]string{}
+	subs := map[string]bool{}
+	for _, tr := range events.Triggers {
+		consumers[tr.Topic] = append(consumers[tr.Topic], tr.Function)
+		if subs[tr.Subscription] {
+			t.Errorf("subscription %s appears twice", tr.Subscription)
+		}
+		subs[tr.Subscription] = true
+	}
+	for _, typ := range events.CommandTypes {
+		if got := consumers[typ.Topic()]; len(got) != 1 {
+			t.Errorf("topic %s of %s has consumers %v, want exactly one", typ.Topic(), typ, got)
+		}
+	}
+	if got := consumers[events.TopicGCR]; len(got) != 1 || got[0] != events.FunctionBackup {
+		t.Errorf("gcr consumers = %v, want [Backup]", got)
+	}
+}

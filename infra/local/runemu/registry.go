@@ -1,10 +1,14 @@
 package runemu
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -18,9 +22,9 @@ var ErrImageNotFound = errors.New("image not found")
 type Image struct {
 	// Command is the program and its arguments. Empty runs the current executable as the
 	// sample app (it must call sampleapp.RunIfChild first thing).
-	Command []string
+	Command []string `json:"command,omitempty"`
 	// Env is the image's environment (ENV lines of a Dockerfile).
-	Env map[string]string
+	Env map[string]string `json:"env,omitempty"`
 }
 
 // Registry maps image references to local programs, like a container registry maps them
@@ -28,6 +32,52 @@ type Image struct {
 type Registry struct {
 	mu     sync.RWMutex
 	images map[string]Image
+	dir    string
+}
+
+// SetDir makes the registry also resolve images stored in dir by
+// WriteImage — how `coalmine push`, a separate process, registers an image
+// with a running local cloud.
+func (r *Registry) SetDir(dir string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dir = dir
+}
+
+// imageFile is where WriteImage stores ref under dir.
+func imageFile(dir, ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return filepath.Join(dir, hex.EncodeToString(sum[:])+".json")
+}
+
+type storedImage struct {
+	Ref   string `json:"ref"`
+	Image Image  `json:"image"`
+}
+
+// WriteImage stores img under ref in dir (created if missing) for a
+// Registry with SetDir(dir) to resolve. The write is atomic.
+func WriteImage(dir, ref string, img Image) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("image registry %s: %w", dir, err)
+	}
+	b, err := json.MarshalIndent(storedImage{Ref: ref, Image: img}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode image %s: %w", ref, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".image-*")
+	if err != nil {
+		return fmt.Errorf("image registry %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write image %s: %w", ref, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write image %s: %w", ref, err)
+	}
+	return os.Rename(tmp.Name(), imageFile(dir, ref))
 }
 
 // NewRegistry returns an empty registry.
@@ -50,10 +100,20 @@ func (r *Registry) Resolve(ref string) (Image, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	img, ok := r.images[ref]
-	if !ok {
-		return Image{}, fmt.Errorf("resolve image %q: %w", ref, ErrImageNotFound)
+	if ok {
+		return cloneImage(img), nil
 	}
-	return cloneImage(img), nil
+	if r.dir != "" {
+		b, err := os.ReadFile(imageFile(r.dir, ref))
+		if err == nil {
+			var st storedImage
+			if err := json.Unmarshal(b, &st); err != nil || st.Ref != ref {
+				return Image{}, fmt.Errorf("resolve image %q: corrupt registry entry: %v", ref, err)
+			}
+			return cloneImage(st.Image), nil
+		}
+	}
+	return Image{}, fmt.Errorf("resolve image %q: %w", ref, ErrImageNotFound)
 }
 
 // Refs returns the registered references, sorted.

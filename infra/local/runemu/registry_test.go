@@ -3,6 +3,7 @@ package runemu_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ai-square/coalmine/infra/local/runemu"
@@ -32,5 +33,26 @@ func TestRegistry(t *testing.T) {
 	}
 	if got, want := r.Refs(), []string{"repo/app:a", "repo/app:b"}; !slices.Equal(got, want) {
 		t.Errorf("Refs() = %v, want %v", got, want)
+	}
+}
+
+func TestRegistryDir(t *testing.T) {
+	dir := t.TempDir()
+	r := runemu.NewRegistry()
+	r.SetDir(dir)
+	ref := "local.dev/app/web@sha256:" + strings.Repeat("ab", 32)
+	if _, err := r.Resolve(ref); !errors.Is(err, runemu.ErrImageNotFound) {
+		t.Fatalf("Resolve before WriteImage = %v, want ErrImageNotFound", err)
+	}
+	want := runemu.Image{Env: map[string]string{"SAMPLE_ERROR_RATE": "0.5"}}
+	if err := runemu.WriteImage(dir, ref, want); err != nil {
+		t.Fatalf("WriteImage: %v", err)
+	}
+	got, err := r.Resolve(ref)
+	if err != nil || got.Env["SAMPLE_ERROR_RATE"] != "0.5" {
+		t.Fatalf("Resolve = %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := r.Resolve(ref + "x"); !errors.Is(err, runemu.ErrImageNotFound) {
+		t.Errorf("Resolve of another ref = %v, want ErrImageNotFound", err)
 	}
 }

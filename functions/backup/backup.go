@@ -1,0 +1,48 @@
+// Package backup is the Backup function: it consumes Artifact Registry
+// notifications (topic gcr), operator releases (coalmine-release) and its
+// own continuations (coalmine-backup), claims a rollout, takes the backup
+// and publishes DeployCanary.
+package backup
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/release"
+)
+
+func init() {
+	functions.CloudEvent(events.FunctionBackup, release.Lazy(events.FunctionBackup, Handler))
+}
+
+// Handler returns the Backup function for env.
+func Handler(env *release.Env) release.Handler {
+	return func(ctx context.Context, e event.Event) error {
+		msg, err := events.DecodeMessagePublished(e)
+		if err != nil {
+			return env.Malformed(events.FunctionBackup, e, err)
+		}
+		if msg.Topic == events.TopicGCR {
+			n, err := events.DecodeArtifact(msg.Message.Data)
+			if err != nil {
+				return env.Malformed(events.FunctionBackup, e, err)
+			}
+			return env.Artifact(ctx, n, msg.Message.PublishTime)
+		}
+		c, err := events.DecodeCommand(msg.Message.Data)
+		if err != nil {
+			return env.Malformed(events.FunctionBackup, e, err)
+		}
+		switch c.Type {
+		case events.CommandRelease:
+			return env.Release(ctx, c, msg.Message.PublishTime)
+		case events.CommandBackup:
+			return env.Backup(ctx, c)
+		}
+		return env.Malformed(events.FunctionBackup, e, fmt.Errorf("command %s is not for Backup", c.Type))
+	}
+}

@@ -1,0 +1,302 @@
+// Package cli is the coalmine operator CLI. Main runs one command line;
+// every command has --help.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ai-square/coalmine/infra/local/cloud"
+	"github.com/ai-square/coalmine/shared/cloudrun"
+	"github.com/ai-square/coalmine/shared/policy"
+	"github.com/ai-square/coalmine/shared/publish"
+	"github.com/ai-square/coalmine/shared/release"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string // usage of the positional arguments
+	summary string
+	detail  string
+	flags   func(fs *flag.FlagSet) // defines the command's flags
+	run     func(ctx context.Context, a *app, fs *flag.FlagSet) error
+}
+
+// app is one invocation: where output goes and how to reach the cloud.
+type app struct {
+	stdout, stderr io.Writer
+	dir            string
+	config         string
+}
+
+var commands []*command
+
+func register(c *command) { commands = append(commands, c) }
+
+func find(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// usageError is a mistake in the command line: the usage is printed too.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// Main runs the command line args (without the program name) and returns
+// the exit code: 0 success, 1 failure, 2 bad usage.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	global := flag.NewFlagSet("coalmine", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", ".coalmine"), "directory of the local cloud (its local.env)")
+	global.StringVar(&a.config, "config", "", "policy file (default: $COALMINE_POLICY, or the local cloud's)")
+	global.Usage = func() { printUsage(stderr, global) }
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	rest := global.Args()
+	if len(rest) == 0 {
+		printUsage(stderr, global)
+		return 2
+	}
+	name := rest[0]
+	if name == "help" {
+		if len(rest) > 1 {
+			if c := findPath(rest[1:]); c != nil {
+				fs := newFlagSet(a, c)
+				fs.SetOutput(stdout)
+				fs.Usage()
+				return 0
+			}
+		}
+		printUsage(stdout, global)
+		return 0
+	}
+	rest = rest[1:]
+	if name == "local" || name == "backups" {
+		if len(rest) == 0 {
+			fmt.Fprintf(stderr, "coalmine %s: which subcommand? See coalmine help.\n", name)
+			return 2
+		}
+		name, rest = name+" "+rest[0], rest[1:]
+	}
+	c := find(name)
+	if c == nil {
+		fmt.Fprintf(stderr, "coalmine: unknown command %q. See coalmine help.\n", name)
+		return 2
+	}
+	fs := newFlagSet(a, c)
+	if err := fs.Parse(interleave(fs, rest)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := c.run(ctx, a, fs); err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "coalmine %s: %v\n", c.name, err)
+			fs.Usage()
+			return 2
+		}
+		fmt.Fprintf(stderr, "coalmine %s: %v\n", c.name, err)
+		return 1
+	}
+	return 0
+}
+
+func findPath(words []string) *command {
+	if c := find(strings.Join(words, " ")); c != nil {
+		return c
+	}
+	return find(words[0])
+}
+
+func newFlagSet(a *app, c *command) *flag.FlagSet {
+	fs := flag.NewFlagSet("coalmine "+c.name, flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	fs.StringVar(&a.dir, "dir", a.dir, "directory of the local cloud (its local.env)")
+	fs.StringVar(&a.config, "config", a.config, "policy file")
+	if c.flags != nil {
+		c.flags(fs)
+	}
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: coalmine %s %s\n\n%s\n", c.name, c.args, c.summary)
+		if c.detail != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
+		}
+		fmt.Fprintf(w, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// interleave lets flags follow positional arguments (coalmine push IMAGE --fail-start).
+func interleave(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			pos = append(pos, arg)
+			continue
+		}
+		flags = append(flags, arg)
+		name := strings.TrimLeft(arg, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+				continue
+			}
+			if i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		}
+	}
+	return append(flags, pos...)
+}
+
+func printUsage(w io.Writer, global *flag.FlagSet) {
+	fmt.Fprintf(w, "coalmine releases Cloud Run services safely: backup, canary, staged traffic, rollback.\n\nUsage: coalmine [--dir DIR] [--config FILE] COMMAND [ARGS]\n\nCommands:\n")
+	sorted := append([]*command(nil), commands...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	for _, c := range sorted {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'coalmine COMMAND --help' (or 'coalmine help COMMAND') for a command's flags.\n\nGlobal flags:\n")
+	global.SetOutput(w)
+	global.PrintDefaults()
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// target is where the CLI's commands go: the local cloud named by
+// DIR/local.env when it exists, else the environment (the real Google
+// endpoints unless PUBSUB_EMULATOR_HOST / CLOUDRUN_EMULATOR_HOST are set).
+type target struct {
+	env      map[string]string
+	policy   *policy.Policy
+	project  string
+	registry string // local image registry, "" outside the local cloud
+}
+
+func (a *app) target() (*target, error) {
+	t := &target{env: map[string]string{}}
+	for _, k := range []string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, release.EnvProject, release.EnvRegion, release.EnvPolicy, "COALMINE_LOCAL_REGISTRY"} {
+		if v := os.Getenv(k); v != "" {
+			t.env[k] = v
+		}
+	}
+	path := filepath.Join(a.dir, cloud.EnvFile)
+	if local, err := cloud.ReadEnv(path); err == nil {
+		for k, v := range local {
+			t.env[k] = v
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	policyPath := a.config
+	if policyPath == "" {
+		policyPath = t.env[release.EnvPolicy]
+	}
+	if policyPath == "" {
+		return nil, fmt.Errorf("no policy: pass --config FILE, set %s, or start a local cloud (coalmine local up) so %s exists", release.EnvPolicy, path)
+	}
+	pol, err := policy.Load(policyPath)
+	if err != nil {
+		return nil, err
+	}
+	t.policy = pol
+	t.project = t.env[release.EnvProject]
+	if t.project == "" && len(pol.Services) > 0 {
+		t.project = pol.Services[0].Project
+	}
+	t.registry = t.env["COALMINE_LOCAL_REGISTRY"]
+	return t, nil
+}
+
+func emulatorOptions(host string) []option.ClientOption {
+	return []option.ClientOption{
+		option.WithEndpoint(host),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+	}
+}
+
+// service finds a service in the policy and connects to its Cloud Run region.
+func (t *target) service(ctx context.Context, name string) (*policy.Service, *cloudrun.Client, error) {
+	pol, err := t.policy.Service(name)
+	if err != nil {
+		var names []string
+		for _, s := range t.policy.Services {
+			names = append(names, s.Name)
+		}
+		return nil, nil, fmt.Errorf("service %q is not in the policy (services: %s)", name, strings.Join(names, ", "))
+	}
+	o := cloudrun.Options{Project: pol.Project, Region: pol.Region, PollInterval: 200 * time.Millisecond}
+	if h := t.env[cloudrun.EmulatorHostEnv]; h != "" {
+		o.ClientOptions = emulatorOptions(h)
+	}
+	c, err := cloudrun.New(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pol, c, nil
+}
+
+// bus connects to Pub/Sub in the target's project.
+func (t *target) bus(ctx context.Context) (*publish.Bus, error) {
+	if t.project == "" {
+		return nil, fmt.Errorf("no project for Pub/Sub: set %s", release.EnvProject)
+	}
+	var opts []option.ClientOption
+	if h := t.env["PUBSUB_EMULATOR_HOST"]; h != "" {
+		opts = emulatorOptions(h)
+	}
+	return publish.New(ctx, t.project, opts...)
+}
+
+// pubsubClient is for commands that need more than publishing.
+func (t *target) pubsubClient(ctx context.Context) (*pubsub.Client, error) {
+	var opts []option.ClientOption
+	if h := t.env["PUBSUB_EMULATOR_HOST"]; h != "" {
+		opts = emulatorOptions(h)
+	}
+	return pubsub.NewClient(ctx, t.project, opts...)
+}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/infra/local/runemu"
+	"github.com/ai-square/coalmine/infra/local/sampleapp"
+)
+
+// envFlags collects repeated KEY=value flags.
+type envFlags map[string]string
+
+func (e envFlags) String() string { return fmt.Sprint(map[string]string(e)) }
+func (e envFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=value, got %q", v)
+	}
+	e[k] = val
+	return nil
+}
+
+func init() {
+	var (
+		errorRate float64
+		latencyMS int
+		failStart bool
+		env       = envFlags{}
+	)
+	register(&command{
+		name:    "push",
+		args:    "IMAGE [--error-rate R] [--latency-ms MS] [--fail-start] [--env KEY=value]...",
+		summary: "Register a local image and publish its Artifact Registry notification (local cloud only).",
+		detail: `IMAGE is a repository with an optional tag (local.dev/ai-square/web:v2; the tag defaults to
+latest). The image runs the sample app with the given error rate, latency and environment; its
+digest is derived from the repository, tag and settings. The notification (INSERT, digest and
+tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with its digest.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.Float64Var(&errorRate, "error-rate", 0, "fraction of requests the image answers with 500 (0..1)")
+			fs.IntVar(&latencyMS, "latency-ms", 0, "latency added to every request, in milliseconds")
+			fs.BoolVar(&failStart, "fail-start", false, "the image exits at start (its revision never becomes ready)")
+			fs.Var(env, "env", "environment variable KEY=value for the image (repeatable)")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
+			if fs.NArg() != 1 {
+				return usagef("want exactly one IMAGE, got %d arguments", fs.NArg())
+			}
+			if errorRate < 0 || errorRate > 1 {
+				return usagef("--error-rate %v is not a fraction between 0 and 1", errorRate)
+			}
+			if latencyMS < 0 {
+				return usagef("--latency-ms must not be negative")
+			}
+			repo, tag, err := splitImage(fs.Arg(0))
+			if err != nil {
+				return usagef("%v", err)
+			}
+			t, err := a.target()
+			if err != nil {
+				return err
+			}
+			if t.registry == "" {
+				return fmt.Errorf("push registers a local image and needs a local cloud; run coalmine local up (or pass --dir)")
+			}
+			allowed := false
+			for _, s := range t.policy.Services {
+				allowed = allowed || s.AllowsImage(repo)
+			}
+			if !allowed {
+				fmt.Fprintf(a.stderr, "warning: no service in the policy allows %s; the push will be ignored\n", repo)
+			}
+			img := runemu.Image{Env: maps.Clone(env)}
+			if img.Env == nil {
+				img.Env = map[string]string{}
+			}
+			if errorRate > 0 {
+				img.Env[sampleapp.EnvErrorRate] = strconv.FormatFloat(errorRate, 'f', -1, 64)
+			}
+			if latencyMS > 0 {
+				img.Env[sampleapp.EnvLatencyMS] = strconv.Itoa(latencyMS)
+			}
+			if failStart {
+				img.Env[sampleapp.EnvFailStart] = "true"
+			}
+			digest := digestOf(repo, tag, img)
+			ref := repo + "@" + digest
+			if err := runemu.WriteImage(t.registry, ref, img); err != nil {
+				return err
+			}
+			bus, err := t.bus(ctx)
+			if err != nil {
+				return err
+			}
+			defer bus.Close()
+			data, err := json.Marshal(events.ArtifactNotification{Action: events.ActionInsert, Digest: ref, Tag: repo + ":" + tag})
+			if err != nil {
+				return err
+			}
+			if _, err := bus.Publish(ctx, events.TopicGCR, data, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, ref)
+			return nil
+		},
+	})
+}
+
+// splitImage splits REPO[:TAG] (no digest) into repository and tag.
+func splitImage(s string) (repo, tag string, err error) {
+	if strings.Contains(s, "@") {
+		return "", "", fmt.Errorf("%q has a digest; push takes REPOSITORY[:TAG] and makes the digest", s)
+	}
+	ref, err := events.ParseImageRef(s)
+	if err != nil {
+		ref, err = events.ParseImageRef(s + ":latest")
+		if err != nil {
+			return "", "", fmt.Errorf("%q is not an image reference (HOST/PATH[:TAG]): %v", s, err)
+		}
+	}
+	return ref.Repository, ref.Tag, nil
+}
+
+// digestOf derives a content digest for a local image.
+func digestOf(repo, tag string, img runemu.Image) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s:%s\n", repo, tag)
+	for _, k := range slices.Sorted(maps.Keys(img.Env)) {
+		fmt.Fprintf(h, "%s=%s\n", k, img.Env[k])
+	}
+	for _, c := range img.Command {
+		fmt.Fprintf(h, "cmd %s\n", c)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,80 @@
+package release
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/rollout"
+)
+
+// Backup handles a backup continuation: it takes (or renews) the lease,
+// runs one chunk of the backup and either publishes the next continuation
+// or records the finished backup and publishes DeployCanary. A backup that
+// cannot succeed fails the rollout: no deploy without a backup.
+func (e *Env) Backup(ctx context.Context, c events.Command) error {
+	return e.done(events.FunctionBackup, "backup "+c.Rollout, e.backup(ctx, c))
+}
+
+func (e *Env) backup(ctx context.Context, c events.Command) error {
+	s, err := e.open(ctx, events.FunctionBackup, c.Service, Point{Rollout: c.Rollout, Kind: rollout.BackupProgress})
+	if err != nil {
+		return err
+	}
+	holder := e.holder()
+	progress := rollout.Command{Kind: rollout.BackupProgress, Rollout: c.Rollout, Generation: c.Generation, Holder: holder, Actor: c.Actor}
+	res := s.apply(progress)
+	switch res.Outcome {
+	case rollout.Duplicate:
+		return s.republishNext(ctx)
+	case rollout.Retry:
+		return errors.New("backup: " + res.Reason)
+	case rollout.Applied:
+	default:
+		return nil
+	}
+	// Take the lease before doing any work: a second delivery now finds it
+	// held and leaves the backup to this worker.
+	if err := s.write(ctx, progress, res.State); err != nil {
+		return err
+	}
+	r := s.svc.State.Rollout
+	var b rollout.Backup
+	done := true
+	if e.Backups == nil {
+		b = rollout.Backup{Skipped: "no backup configured in this build"}
+	} else {
+		b, done, err = e.Backups.Backup(ctx, s.pol, r)
+	}
+	if err != nil {
+		if !errors.Is(err, ErrBackupFailed) {
+			return err
+		}
+		fail := rollout.Command{Kind: rollout.Fail, Rollout: r.ID, Generation: s.svc.State.Generation, Reason: err.Error(), Actor: events.FunctionBackup}
+		if res := s.apply(fail); res.Outcome == rollout.Applied {
+			return s.write(ctx, fail, res.State)
+		}
+		return nil
+	}
+	if !done {
+		more := rollout.Command{Kind: rollout.BackupProgress, Rollout: r.ID, Generation: s.svc.State.Generation, Holder: holder, Backup: &b, Actor: events.FunctionBackup}
+		if res := s.apply(more); res.Outcome == rollout.Applied {
+			if err := s.write(ctx, more, res.State); err != nil {
+				return err
+			}
+		}
+		return s.publish(ctx, events.CommandBackup, 0, "")
+	}
+	fin := rollout.Command{Kind: rollout.BackupDone, Rollout: r.ID, Generation: s.svc.State.Generation, Holder: holder, Backup: &b, Actor: events.FunctionBackup}
+	res = s.apply(fin)
+	switch res.Outcome {
+	case rollout.Applied:
+		if err := s.write(ctx, fin, res.State); err != nil {
+			return err
+		}
+	case rollout.Duplicate:
+	default:
+		return nil
+	}
+	return s.publish(ctx, events.CommandDeployCanary, 0, "")
+}

@@ -1,0 +1,213 @@
+// Package release is what coalmine's functions do: claim a rollout for a
+// pushed image, back up, deploy the canary, shift traffic, roll back, and
+// watch over deadlines. Each step reads the Cloud Run service, asks the
+// state machine (shared/rollout) what the command does, writes traffic and
+// state in one update, publishes a lifecycle event and then the next
+// command. The function packages are thin adapters around it.
+//
+// Error convention (functions-framework): a returned error means "deliver
+// this again"; permanent failures are logged and return nil.
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/cloudrun"
+	"github.com/ai-square/coalmine/shared/policy"
+	"github.com/ai-square/coalmine/shared/rollout"
+)
+
+// CloudRun is what the steps need of a Cloud Run region (cloudrun.Client).
+type CloudRun interface {
+	Read(ctx context.Context, service string) (*cloudrun.Service, error)
+	SetTraffic(ctx context.Context, svc *cloudrun.Service, next rollout.State) (*cloudrun.Service, error)
+	Deploy(ctx context.Context, svc *cloudrun.Service, next rollout.State, req cloudrun.DeployRequest) (*cloudrun.Service, error)
+	Rollback(ctx context.Context, svc *cloudrun.Service, next rollout.State) (*cloudrun.Service, error)
+	StableTemplate(ctx context.Context, svc *cloudrun.Service) (json.RawMessage, error)
+	WaitRevision(ctx context.Context, service, revision string) (*cloudrun.Revision, error)
+}
+
+// Bus publishes commands and lifecycle events (publish.Bus).
+type Bus interface {
+	Command(ctx context.Context, c events.Command) error
+	Event(ctx context.Context, e events.Lifecycle) error
+}
+
+// Backuper takes a rollout's backup, one chunk per call; the data-safety
+// work plugs in here. Done reports whether the backup is complete and
+// verified. An error wrapping ErrBackupFailed fails the rollout; any other
+// error is retried.
+type Backuper interface {
+	Backup(ctx context.Context, svc *policy.Service, r *rollout.Rollout) (b rollout.Backup, done bool, err error)
+}
+
+// ErrBackupFailed marks a backup that cannot succeed (verification failed,
+// source missing): the rollout fails, no canary is deployed.
+var ErrBackupFailed = errors.New("backup failed")
+
+// Point names where a step is, for Hooks.
+type Point struct {
+	Function string
+	Service  string
+	Rollout  string
+	Kind     rollout.Kind
+	Stage    int
+}
+
+// Hooks are fault-injection points for tests (all nil in production). A
+// hook that returns an error makes the step return it, as if the function
+// had died there: nothing after the hook happens and the command is
+// delivered again.
+type Hooks struct {
+	// BeforeRead runs before the step reads the service.
+	BeforeRead func(ctx context.Context, p Point) error
+	// BeforeWrite runs after the decision, before the write.
+	BeforeWrite func(ctx context.Context, p Point) error
+	// AfterWrite runs after the write, before the next command is published.
+	AfterWrite func(ctx context.Context, p Point) error
+}
+
+// Env is everything the steps depend on.
+type Env struct {
+	Policy *policy.Policy
+	// CloudRun returns the client for a project and region.
+	CloudRun func(ctx context.Context, project, region string) (CloudRun, error)
+	Bus      Bus
+	// Backups takes backups; nil records "no backup configured" and moves on.
+	Backups Backuper
+	Now     func() time.Time
+	Log     *slog.Logger
+	Hooks   Hooks
+	// Holder names this worker in backup leases.
+	Holder string
+	// DeployWait bounds how long one Deploy invocation waits for the
+	// canary to become ready (default 8m, under the 9-minute function limit).
+	DeployWait time.Duration
+}
+
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Env) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.Default()
+}
+
+func (e *Env) deployWait() time.Duration {
+	if e.DeployWait > 0 {
+		return e.DeployWait
+	}
+	return 8 * time.Minute
+}
+
+func (e *Env) holder() string {
+	if e.Holder != "" {
+		return e.Holder
+	}
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}
+
+func (e *Env) hook(ctx context.Context, h func(context.Context, Point) error, p Point) error {
+	if h == nil {
+		return nil
+	}
+	if err := h(ctx, p); err != nil {
+		return fmt.Errorf("hook at %s %s: %w", p.Function, p.Kind, err)
+	}
+	return nil
+}
+
+// Config maps a service's policy onto the state machine's configuration.
+func Config(s *policy.Service) rollout.Config {
+	d := s.Deadlines
+	return rollout.Config{
+		History:       s.History,
+		FailedDigests: s.FailedDigests,
+		Deadlines: rollout.Deadlines{
+			Waiting: d.Waiting.Duration, Backup: d.Backup.Duration, Deploy: d.Deploy.Duration,
+			Stage: d.Stage.Duration, Paused: d.Paused.Duration, RollingBack: d.Rollback.Duration,
+			Retries: d.Retries,
+		},
+	}
+}
+
+// Clients caches one cloudrun.Client per project and region.
+type Clients struct {
+	Options cloudrun.Options // Project and Region are filled per call
+
+	mu      sync.Mutex
+	clients map[string]*cloudrun.Client
+}
+
+// For returns the client for a project and region, connecting on first use.
+func (c *Clients) For(ctx context.Context, project, region string) (CloudRun, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := project + "/" + region
+	if cl, ok := c.clients[key]; ok {
+		return cl, nil
+	}
+	o := c.Options
+	o.Project, o.Region = project, region
+	cl, err := cloudrun.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if c.clients == nil {
+		c.clients = map[string]*cloudrun.Client{}
+	}
+	c.clients[key] = cl
+	return cl, nil
+}
+
+// Close closes every client.
+func (c *Clients) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, cl := range c.clients {
+		errs = append(errs, cl.Close())
+	}
+	c.clients = nil
+	return errors.Join(errs...)
+}
+
+// Environment variables read by LoadPolicy and the functions' set-up.
+const (
+	// EnvPolicy is the path of the policy file.
+	EnvPolicy = "COALMINE_POLICY"
+	// EnvPolicyYAML holds the policy itself (takes precedence over EnvPolicy).
+	EnvPolicyYAML = "COALMINE_POLICY_YAML"
+	// EnvProject is the project that holds coalmine's topics.
+	EnvProject = "COALMINE_PROJECT"
+	// EnvRegion is the default region (the CLI's, for services it cannot find in a policy).
+	EnvRegion = "COALMINE_REGION"
+)
+
+// LoadPolicy reads the policy named by the environment.
+func LoadPolicy() (*policy.Policy, error) {
+	if y := os.Getenv(EnvPolicyYAML); strings.TrimSpace(y) != "" {
+		return policy.Parse([]byte(y))
+	}
+	path := os.Getenv(EnvPolicy)
+	if path == "" {
+		return nil, fmt.Errorf("no policy: set %s (a file) or %s (the YAML)", EnvPolicy, EnvPolicyYAML)
+	}
+	return policy.Load(path)
+}
