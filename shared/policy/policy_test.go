@@ -75,7 +75,6 @@ func TestExampleValidates(t *testing.T) {
 			{Policy: "ai-square error rate > 5%", Action: ActionRollback},
 			{Policy: "ai-square p95 > 2000ms", Action: ActionPause},
 		}},
-		{"env", s.Rollback.Env, map[string]string{"USE_POSTGRES": "false"}},
 		{"hook path", s.Rollback.Hook.Path, "/internal/sync-gcs-from-postgres"},
 		{"errorRate.max", s.Gates.ErrorRate.Max, 0.001},
 		{"latency maxMs", s.Gates.LatencyP95.MaxMs, 1000},

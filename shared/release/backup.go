@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/rollout"
@@ -11,9 +12,19 @@ import (
 // Backup handles a backup continuation: it takes (or renews) the lease,
 // runs one chunk of the backup and either publishes the next continuation
 // or records the finished backup and publishes DeployCanary. A backup that
-// cannot succeed fails the rollout: no deploy without a backup.
+// cannot succeed fails the rollout: no deploy without a backup. A chunk that
+// fails for a transient reason records why, lets go of the lease and is
+// delivered again; the watchdog fails the rollout once the policy's backup
+// deadline has passed.
 func (e *Env) Backup(ctx context.Context, c events.Command) error {
 	return e.done(events.FunctionBackup, "backup "+c.Rollout, e.backup(ctx, c))
+}
+
+func (e *Env) backupLease() time.Duration {
+	if e.BackupLease > 0 {
+		return e.BackupLease
+	}
+	return 6 * time.Minute
 }
 
 func (e *Env) backup(ctx context.Context, c events.Command) error {
@@ -22,8 +33,8 @@ func (e *Env) backup(ctx context.Context, c events.Command) error {
 		return err
 	}
 	holder := e.holder()
-	progress := rollout.Command{Kind: rollout.BackupProgress, Rollout: c.Rollout, Generation: c.Generation, Holder: holder, Actor: c.Actor}
-	res := s.apply(progress)
+	take := rollout.Command{Kind: rollout.BackupProgress, Rollout: c.Rollout, Generation: c.Generation, Holder: holder, Lease: e.backupLease(), Actor: c.Actor}
+	res := s.apply(take)
 	switch res.Outcome {
 	case rollout.Duplicate:
 		return s.republishNext(ctx)
@@ -35,29 +46,42 @@ func (e *Env) backup(ctx context.Context, c events.Command) error {
 	}
 	// Take the lease before doing any work: a second delivery now finds it
 	// held and leaves the backup to this worker.
-	if err := s.write(ctx, progress, res.State); err != nil {
+	if err := s.write(ctx, take, res.State); err != nil {
 		return err
 	}
 	r := s.svc.State.Rollout
 	var b rollout.Backup
 	done := true
 	if e.Backups == nil {
-		b = rollout.Backup{Skipped: "no backup configured in this build"}
+		b = rollout.Backup{Skipped: "no backup configured in this build", Step: "done"}
 	} else {
 		b, done, err = e.Backups.Backup(ctx, s.pol, r)
 	}
 	if err != nil {
-		if !errors.Is(err, ErrBackupFailed) {
-			return err
+		if errors.Is(err, ErrBackupFailed) {
+			fail := rollout.Command{Kind: rollout.Fail, Rollout: r.ID, Generation: s.svc.State.Generation, Reason: err.Error(), Actor: events.FunctionBackup}
+			if res := s.apply(fail); res.Outcome == rollout.Applied {
+				return s.write(ctx, fail, res.State)
+			}
+			return nil
 		}
-		fail := rollout.Command{Kind: rollout.Fail, Rollout: r.ID, Generation: s.svc.State.Generation, Reason: err.Error(), Actor: events.FunctionBackup}
-		if res := s.apply(fail); res.Outcome == rollout.Applied {
-			return s.write(ctx, fail, res.State)
+		// Transient: remember why and let go of the lease, so the
+		// redelivery (on any worker) continues at once.
+		prev := b // the backuper returns where it got to, even on failure
+		if prev.Step == "" && r.Backup != nil {
+			prev = *r.Backup
 		}
-		return nil
+		prev.LastError = err.Error()
+		release := rollout.Command{Kind: rollout.BackupProgress, Rollout: r.ID, Generation: s.svc.State.Generation, Holder: holder, Lease: -1, Backup: &prev, Actor: events.FunctionBackup}
+		if res := s.apply(release); res.Outcome == rollout.Applied {
+			if werr := s.write(ctx, release, res.State); werr != nil {
+				s.logger().Warn("could not record the backup failure", "error", werr.Error())
+			}
+		}
+		return err
 	}
 	if !done {
-		more := rollout.Command{Kind: rollout.BackupProgress, Rollout: r.ID, Generation: s.svc.State.Generation, Holder: holder, Backup: &b, Actor: events.FunctionBackup}
+		more := rollout.Command{Kind: rollout.BackupProgress, Rollout: r.ID, Generation: s.svc.State.Generation, Holder: holder, Lease: -1, Backup: &b, Actor: events.FunctionBackup}
 		if res := s.apply(more); res.Outcome == rollout.Applied {
 			if err := s.write(ctx, more, res.State); err != nil {
 				return err

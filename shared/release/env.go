@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -92,6 +93,14 @@ type Env struct {
 	// DeployWait bounds how long one Deploy invocation waits for the
 	// canary to become ready (default 8m, under the 9-minute function limit).
 	DeployWait time.Duration
+	// BackupLease is how long a backup chunk may run before another worker
+	// may take the backup over (default 6m; chunks stop starting work well
+	// before).
+	BackupLease time.Duration
+	// HookClient returns the HTTP client that calls a service's
+	// post-rollback hook (default: an ID-token client for the service URL
+	// on Google Cloud; a plain client when CLOUDRUN_EMULATOR_HOST is set).
+	HookClient func(ctx context.Context, audience string) (*http.Client, error)
 }
 
 func (e *Env) now() time.Time {

@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/rollout"
@@ -41,7 +42,14 @@ func (e *Env) rollback(ctx context.Context, c events.Command) error {
 	if s.svc.State.Rollout.Phase != rollout.RollingBack {
 		return nil
 	}
-	// Post-rollback steps (the data-safety work adds the policy's hook here).
+	// Post-rollback steps: the policy's hook, now that the stable revision
+	// serves everything.
+	if h := s.pol.Rollback.Hook; h != nil {
+		if err := e.runHook(ctx, h, s.svc); err != nil {
+			return err
+		}
+		s.logger().Info("post-rollback hook done", "hook", h.Path+strings.Join(h.Command, " "))
+	}
 	done := rollout.Command{Kind: rollout.RollbackDone, Rollout: c.Rollout, Generation: s.svc.State.Generation, Actor: events.FunctionRollback}
 	if res := s.apply(done); res.Outcome == rollout.Applied {
 		return s.write(ctx, done, res.State)

@@ -71,7 +71,8 @@ type Command struct {
 	Revision string
 	Template json.RawMessage // the service template before the deploy
 
-	// BackupProgress and BackupDone.
+	// BackupProgress and BackupDone. Lease is how long the holder keeps
+	// the backup (0: the default; negative: it lets go at once).
 	Holder string
 	Lease  time.Duration
 	Backup *Backup
@@ -81,18 +82,28 @@ type Command struct {
 }
 
 // Backup is what a finished (or running) backup left behind, referenced
-// from the rollout so that a restore can find it.
+// from the rollout so that a restore can find it, and where a running
+// backup is, so that the next chunk (or another worker) resumes it.
 type Backup struct {
-	// Prefix is where the storage copies live (gs://bucket/prefix/).
+	// Prefix is where the backup lives (gs://bucket/prefix/).
 	Prefix string `json:"prefix,omitempty"`
 	// Manifest is the object holding the storage manifest.
 	Manifest string `json:"manifest,omitempty"`
 	// Database is the database export or dump object.
 	Database string `json:"db,omitempty"`
-	// Objects is the number of objects copied so far.
-	Objects int `json:"objects,omitempty"`
+	// Objects is the number of objects copied so far; Bytes the dump size.
+	Objects int   `json:"objects,omitempty"`
+	Bytes   int64 `json:"bytes,omitempty"`
+	// Step is the part in progress: storage, database, verify, done.
+	Step string `json:"step,omitempty"`
+	// Cursor is where the storage copy resumes (opaque to the state machine).
+	Cursor string `json:"cursor,omitempty"`
+	// Operation is a running Cloud SQL export to follow.
+	Operation string `json:"op,omitempty"`
 	// Progress is free text about where a running backup is.
 	Progress string `json:"progress,omitempty"`
+	// LastError is the last transient failure, kept for the watchdog's reason.
+	LastError string `json:"lastError,omitempty"`
 	// Skipped says which parts were skipped and why.
 	Skipped string `json:"skipped,omitempty"`
 }

@@ -370,13 +370,16 @@ func backupProgress(s State, c Command, now time.Time, cfg Config) Result {
 		return Result{Outcome: Held, State: s, Reason: fmt.Sprintf("backup lease held by %s until %s", l.Holder, l.Expires.UTC().Format(time.RFC3339))}
 	}
 	lease := c.Lease
-	if lease <= 0 {
+	switch {
+	case lease < 0: // the holder lets go (a transient failure): anyone may continue now
+		lease = 0
+	case lease == 0:
 		lease = cfg.Deadlines.Lease
 	}
 	res := next(s, c, now, cfg, BackingUp, 0)
 	nr := res.State.Rollout
 	nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(lease)}
-	nr.Deadline = nr.Lease.Expires
+	nr.Deadline = now.Add(max(lease, cfg.Deadlines.Lease))
 	nr.Attempts = 0
 	if c.Backup != nil {
 		b := *c.Backup

@@ -44,6 +44,9 @@ func Watchdog(s State, now time.Time, windowOpen bool, cfg Config) Watch {
 	}
 	if r.Phase == BackingUp && !now.Before(r.StepStarted.Add(d.Backup)) {
 		why := fmt.Sprintf("backup did not finish within %s", d.Backup)
+		if r.Backup != nil && r.Backup.LastError != "" {
+			why += ": " + r.Backup.LastError
+		}
 		return Watch{Apply: cmd(Fail, "", why), Reason: why}
 	}
 	if r.Deadline.IsZero() || now.Before(r.Deadline) {
@@ -60,6 +63,9 @@ func Watchdog(s State, now time.Time, windowOpen bool, cfg Config) Watch {
 			return Watch{Apply: cmd(Republish, StepBackup, ""), Publish: StepBackup, Reason: why}
 		}
 		why := fmt.Sprintf("backup made no progress after %d re-publications", r.Attempts)
+		if r.Backup != nil && r.Backup.LastError != "" {
+			why += ": " + r.Backup.LastError
+		}
 		return Watch{Apply: cmd(Fail, "", why), Reason: why}
 	case Deploying:
 		if retry {

@@ -29,17 +29,21 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
+	"cloud.google.com/go/storage"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/ai-square/coalmine/events"
-	"github.com/ai-square/coalmine/functions/backup"
+	backupfn "github.com/ai-square/coalmine/functions/backup"
 	"github.com/ai-square/coalmine/functions/deploy"
 	"github.com/ai-square/coalmine/functions/rollback"
 	"github.com/ai-square/coalmine/functions/shift"
 	"github.com/ai-square/coalmine/functions/verify"
 	"github.com/ai-square/coalmine/infra/local/bridge"
+	"github.com/ai-square/coalmine/infra/local/gcsemu"
+	"github.com/ai-square/coalmine/infra/local/postgres"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
 	"github.com/ai-square/coalmine/infra/local/runemu"
+	"github.com/ai-square/coalmine/shared/backup"
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/logging"
 	"github.com/ai-square/coalmine/shared/policy"
@@ -50,7 +54,7 @@ import (
 // Functions maps each function name to its constructor; the production
 // binary (functions/) registers the same handlers with functions-framework.
 var Functions = map[string]func(*release.Env) release.Handler{
-	events.FunctionBackup:   backup.Handler,
+	events.FunctionBackup:   backupfn.Handler,
 	events.FunctionDeploy:   deploy.Handler,
 	events.FunctionShift:    shift.Handler,
 	events.FunctionRollback: rollback.Handler,
@@ -85,6 +89,11 @@ type Config struct {
 	Chaos                  bridge.Chaos
 	// Hooks are fault-injection points in the functions (tests only).
 	Hooks release.Hooks
+	// BackupBudget bounds one backup chunk (default 4m; tests use less).
+	BackupBudget time.Duration
+	// WrapBackups, if set, wraps the backup runner the Backup function uses
+	// (tests inject faults between backup steps).
+	WrapBackups func(release.Backuper) release.Backuper
 	// Log receives every component's logs (default: JSON on stderr).
 	Log *slog.Logger
 }
@@ -101,12 +110,22 @@ type Cloud struct {
 
 	Pubsub       *pubsubemu.Server
 	PubsubClient *pubsub.Client
+	// Storage is Cloud Storage (fake-gcs-server behind a precondition shim).
+	Storage       *gcsemu.Server
+	StorageClient *storage.Client
+	// Postgres is the PostgreSQL server (nil when not installed; then
+	// DatabaseSkipped says so).
+	Postgres        *postgres.Server
+	DatabaseSkipped string
+	// Backups takes and restores backups.
+	Backups      *backup.Runner
 	Run          *runemu.Server
 	Bridge       *bridge.Bridge
 	FunctionsURL string
 	Bus          *publish.Bus
 
 	log       *slog.Logger
+	dbURLs    map[string]string // policy urlEnv -> database URL
 	funcs     *http.Server
 	clients   *release.Clients
 	stopTicks context.CancelFunc
@@ -190,6 +209,11 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 	c.Bus = publish.NewWithClient(c.PubsubClient)
 	c.closers = append(c.closers, c.Bus.Close)
 
+	// Cloud Storage and PostgreSQL, seeded.
+	if err := c.startData(ctx, cfg); err != nil {
+		return nil, err
+	}
+
 	// Cloud Run.
 	reg := runemu.NewRegistry()
 	reg.SetDir(ImagesDir(dir))
@@ -208,9 +232,18 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 	// The functions, served over HTTP.
 	c.clients = &release.Clients{Options: cloudrun.Options{PollInterval: cfg.PollInterval, ClientOptions: c.Run.ClientOptions()}}
 	c.closers = append(c.closers, c.clients.Close)
+	c.Backups = &backup.Runner{
+		Storage: c.StorageClient, Getenv: c.getenv, SkipDatabase: c.DatabaseSkipped,
+		Budget: cfg.BackupBudget, Log: log.With("component", "backup"),
+	}
+	var backups release.Backuper = c.Backups
+	if cfg.WrapBackups != nil {
+		backups = cfg.WrapBackups(backups)
+	}
 	env := &release.Env{
 		Policy: pol, CloudRun: c.clients.For, Bus: c.Bus, Log: log.With("component", "functions"),
-		Hooks: cfg.Hooks, DeployWait: 2 * time.Minute,
+		Hooks: cfg.Hooks, DeployWait: 2 * time.Minute, Backups: backups,
+		HookClient: func(context.Context, string) (*http.Client, error) { return http.DefaultClient, nil },
 	}
 	mux := http.NewServeMux()
 	for _, name := range slices.Sorted(maps.Keys(Functions)) {
@@ -255,11 +288,23 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		"COALMINE_DIR":            dir,
 		"COALMINE_FUNCTIONS_URL":  c.FunctionsURL,
 		"COALMINE_LOCAL_REGISTRY": ImagesDir(dir),
+		gcsemu.EnvEmulatorHost:    c.Storage.Host(),
+	}
+	for k, v := range c.dbURLs {
+		c.Env[k] = v
 	}
 	if err := WriteEnv(filepath.Join(dir, EnvFile), c.Env); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// getenv finds the database URLs of the local cloud, then the process's.
+func (c *Cloud) getenv(k string) string {
+	if v, ok := c.dbURLs[k]; ok {
+		return v
+	}
+	return os.Getenv(k)
 }
 
 // EnvFile is the name of the file Start writes in its directory.
@@ -317,9 +362,14 @@ func (c *Cloud) createServices(ctx context.Context, reg *runemu.Registry) error 
 		if name == "" {
 			name = "app"
 		}
+		ctr := &runpb.Container{Name: name, Image: image}
+		env := c.serviceEnv(s)
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			ctr.Env = append(ctr.Env, &runpb.EnvVar{Name: k, Values: &runpb.EnvVar_Value{Value: env[k]}})
+		}
 		op, err := svcs.CreateService(ctx, &runpb.CreateServiceRequest{Parent: parent, ServiceId: s.Name, Service: &runpb.Service{
 			Labels:   map[string]string{"managed-by": "coalmine-local"},
-			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Name: name, Image: image}}},
+			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{ctr}},
 		}})
 		if err != nil {
 			return fmt.Errorf("local cloud: create service %s: %w", s.Name, err)

@@ -156,6 +156,7 @@ type options struct {
 	hooks       release.Hooks
 	maxAttempts int
 	tick        time.Duration
+	wrapBackups func(release.Backuper) release.Backuper
 }
 
 func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
@@ -173,8 +174,9 @@ func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
 	cfg := cloud.Config{
 		Dir: t.TempDir(), Policy: []byte(pol), Pubsub: backend, TickEvery: tick,
 		PollInterval: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
-		MaxAttempts: o.maxAttempts, Chaos: o.chaos, Hooks: o.hooks,
-		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MaxAttempts: o.maxAttempts, Chaos: o.chaos, Hooks: o.hooks, WrapBackups: o.wrapBackups,
+		BackupBudget: 2 * time.Second,
+		Log:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if backend == pubsubemu.BackendGcloud {
 		cfg.Pubsub, cfg.PubsubHost = pubsubemu.BackendExternal, gcloudHost(t)

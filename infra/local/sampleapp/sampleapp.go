@@ -10,7 +10,8 @@
 //   - SAMPLE_FAIL_START=true: print the reason to stderr and exit 1 before listening.
 //
 // GET /healthz always answers 200 without latency or errors; GET / answers a short text
-// naming the revision, subject to the error rate and latency.
+// naming the revision, subject to the error rate and latency. It is also a miniature AI
+// Square with a user-data API on Cloud Storage or PostgreSQL: see users.go.
 //
 // Binaries that let the Cloud Run emulator re-execute them as the sample app call
 // RunIfChild first thing (test binaries from TestMain).
@@ -62,11 +63,27 @@ type Config struct {
 	Latency time.Duration
 	// Random returns a number in [0,1); nil uses math/rand/v2.
 	Random func() float64
+	// UsePostgres, DatabaseURL and UserBucket configure the user-data API
+	// (see users.go).
+	UsePostgres bool
+	DatabaseURL string
+	UserBucket  string
 }
 
 // ConfigFromEnv reads the configuration from the environment through getenv.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	cfg := Config{Service: getenv("K_SERVICE"), Revision: getenv("K_REVISION")}
+	cfg := Config{Service: getenv("K_SERVICE"), Revision: getenv("K_REVISION"),
+		DatabaseURL: getenv(EnvDatabaseURL), UserBucket: getenv(EnvUserBucket)}
+	if cfg.UserBucket == "" {
+		cfg.UserBucket = DefaultUserBucket
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv(EnvUsePostgres))); v {
+	case "", "false", "0", "no":
+	case "true", "1", "yes":
+		cfg.UsePostgres = true
+	default:
+		return Config{}, fmt.Errorf("%s=%q: want true or false", EnvUsePostgres, v)
+	}
 	if v := strings.TrimSpace(getenv(EnvErrorRate)); v != "" {
 		rate, err := strconv.ParseFloat(v, 64)
 		if err != nil || rate < 0 || rate > 1 {
@@ -90,8 +107,12 @@ func New(cfg Config) http.Handler {
 		cfg.Random = rand.Float64
 	}
 	a := &app{cfg: cfg}
+	users := &userAPI{usePostgres: cfg.UsePostgres, databaseURL: cfg.DatabaseURL, bucket: cfg.UserBucket}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.Handle("GET /api/users/{email}", a.faulty(http.HandlerFunc(users.get)))
+	mux.Handle("PUT /api/users/{email}", a.faulty(http.HandlerFunc(users.put)))
+	mux.HandleFunc("POST "+SyncPath, users.sync)
 	mux.Handle("GET /{$}", a.faulty(http.HandlerFunc(a.root)))
 	mux.Handle("GET /", a.faulty(http.NotFoundHandler()))
 	return a.identify(mux)

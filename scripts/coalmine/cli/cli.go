@@ -218,7 +218,7 @@ type target struct {
 
 func (a *app) target() (*target, error) {
 	t := &target{env: map[string]string{}}
-	for _, k := range []string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, release.EnvProject, release.EnvRegion, release.EnvPolicy, "COALMINE_LOCAL_REGISTRY"} {
+	for _, k := range append([]string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, release.EnvProject, release.EnvRegion, release.EnvPolicy, "COALMINE_LOCAL_REGISTRY"}, extraEnv...) {
 		if v := os.Getenv(k); v != "" {
 			t.env[k] = v
 		}
@@ -259,15 +259,27 @@ func emulatorOptions(host string) []option.ClientOption {
 	}
 }
 
-// service finds a service in the policy and connects to its Cloud Run region.
-func (t *target) service(ctx context.Context, name string) (*policy.Service, *cloudrun.Client, error) {
+// extraEnv are more variables the target takes from the environment.
+var extraEnv []string
+
+// policyService finds a service in the policy, naming the ones there are.
+func (t *target) policyService(name string) (*policy.Service, error) {
 	pol, err := t.policy.Service(name)
 	if err != nil {
 		var names []string
 		for _, s := range t.policy.Services {
 			names = append(names, s.Name)
 		}
-		return nil, nil, fmt.Errorf("service %q is not in the policy (services: %s)", name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("service %q is not in the policy (services: %s)", name, strings.Join(names, ", "))
+	}
+	return pol, nil
+}
+
+// service finds a service in the policy and connects to its Cloud Run region.
+func (t *target) service(ctx context.Context, name string) (*policy.Service, *cloudrun.Client, error) {
+	pol, err := t.policyService(name)
+	if err != nil {
+		return nil, nil, err
 	}
 	o := cloudrun.Options{Project: pol.Project, Region: pol.Region, PollInterval: 200 * time.Millisecond}
 	if h := t.env[cloudrun.EmulatorHostEnv]; h != "" {
