@@ -210,10 +210,14 @@ func next(s State, c Command, now time.Time, cfg Config, p Phase, stage int) Res
 	if c.Reason != "" {
 		r.Reason = c.Reason
 	}
-	n.History = append(n.History, Entry{
-		Rollout: r.ID, Generation: n.Generation, At: now, Kind: c.Kind,
-		Phase: p, Stage: stage, Reason: c.Reason, Actor: c.Actor,
-	})
+	// Lease renewals and chunk progress are not history: a long backup
+	// would push every other step out of the capped list.
+	if c.Kind != BackupProgress || s.Rollout.Phase != p {
+		n.History = append(n.History, Entry{
+			Rollout: r.ID, Generation: n.Generation, At: now, Kind: c.Kind,
+			Phase: p, Stage: stage, Reason: c.Reason, Actor: c.Actor,
+		})
+	}
 	if over := len(n.History) - cfg.History; over > 0 {
 		n.History = append([]Entry(nil), n.History[over:]...)
 	}
