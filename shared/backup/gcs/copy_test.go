@@ -276,6 +276,7 @@ func TestCopyStorageDown(t *testing.T) {
 		if err == nil {
 			t.Fatal("Copy with storage down: got nil error")
 		}
+		t.Logf("error with storage down: %v", err)
 		if errors.Is(err, ErrMismatch) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict) {
 			t.Errorf("Copy with storage down: got a permanent error %v, want a transient one", err)
 		}
