@@ -189,3 +189,17 @@ func topicFromSource(source string) string {
 	}
 	return topic
 }
+
+// DecodeCommandEvent decodes a coalmine command delivered as a Pub/Sub
+// CloudEvent: the envelope, then the command in the message data.
+func DecodeCommandEvent(e cloudevents.Event) (Command, PubsubMessage, error) {
+	msg, err := DecodeMessagePublished(e)
+	if err != nil {
+		return Command{}, PubsubMessage{}, err
+	}
+	c, err := DecodeCommand(msg.Message.Data)
+	if err != nil {
+		return Command{}, msg.Message, err
+	}
+	return c, msg.Message, nil
+}

@@ -3,6 +3,7 @@ package events_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -453,4 +454,22 @@ func FuzzDecodePushEnvelope(f *testing.F) {
 		}
 		checkMessagePublished(t, m)
 	})
+}
+
+func TestDecodeCommandEvent(t *testing.T) {
+	c := events.Command{Version: 1, Type: events.CommandPause, Service: "ai-square", Rollout: "ai-square-6ec128e26cd5",
+		Generation: 3, Step: events.StepPause, Time: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	data, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"message": map[string]any{"data": data, "messageId": "7", "publishTime": "2026-11-24T10:00:00Z"}})
+	got, msg, err := events.DecodeCommandEvent(newPubsubEvent(body, "7", "//pubsub.googleapis.com/projects/p/topics/coalmine-shift", time.Now()))
+	if err != nil || got.Rollout != c.Rollout || msg.MessageID != "7" {
+		t.Fatalf("DecodeCommandEvent = %+v, %+v, %v", got, msg, err)
+	}
+	bad, _ := json.Marshal(map[string]any{"message": map[string]any{"data": []byte("{}"), "messageId": "8", "publishTime": "2026-11-24T10:00:00Z"}})
+	if _, _, err := events.DecodeCommandEvent(newPubsubEvent(bad, "8", "//pubsub.googleapis.com/projects/p/topics/coalmine-shift", time.Now())); !errors.Is(err, events.ErrMalformed) {
+		t.Errorf("DecodeCommandEvent of an empty command = %v, want ErrMalformed", err)
+	}
 }

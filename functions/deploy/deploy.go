@@ -21,7 +21,7 @@ func init() {
 // Handler returns the Deploy function for env.
 func Handler(env *release.Env) release.Handler {
 	return func(ctx context.Context, e event.Event) error {
-		c, err := command(e)
+		c, _, err := events.DecodeCommandEvent(e)
 		if err != nil {
 			return env.Malformed(events.FunctionDeploy, e, err)
 		}
@@ -30,12 +30,4 @@ func Handler(env *release.Env) release.Handler {
 		}
 		return env.Deploy(ctx, c)
 	}
-}
-
-func command(e event.Event) (events.Command, error) {
-	msg, err := events.DecodeMessagePublished(e)
-	if err != nil {
-		return events.Command{}, err
-	}
-	return events.DecodeCommand(msg.Message.Data)
 }

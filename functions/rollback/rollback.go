@@ -21,11 +21,7 @@ func init() {
 // Handler returns the Rollback function for env.
 func Handler(env *release.Env) release.Handler {
 	return func(ctx context.Context, e event.Event) error {
-		msg, err := events.DecodeMessagePublished(e)
-		if err != nil {
-			return env.Malformed(events.FunctionRollback, e, err)
-		}
-		c, err := events.DecodeCommand(msg.Message.Data)
+		c, _, err := events.DecodeCommandEvent(e)
 		if err != nil {
 			return env.Malformed(events.FunctionRollback, e, err)
 		}

@@ -20,11 +20,7 @@ func init() {
 // Handler returns the Shift function for env.
 func Handler(env *release.Env) release.Handler {
 	return func(ctx context.Context, e event.Event) error {
-		msg, err := events.DecodeMessagePublished(e)
-		if err != nil {
-			return env.Malformed(events.FunctionShift, e, err)
-		}
-		c, err := events.DecodeCommand(msg.Message.Data)
+		c, _, err := events.DecodeCommandEvent(e)
 		if err != nil {
 			return env.Malformed(events.FunctionShift, e, err)
 		}
