@@ -57,6 +57,12 @@ func (e *Env) backup(ctx context.Context, c events.Command) error {
 	} else {
 		b, done, err = e.Backups.Backup(ctx, s.pol, r)
 	}
+	if err != nil && errors.Is(err, ErrBackupFailed) && !s.pol.Backup.Required {
+		// The policy allows a deploy without a backup: say so and go on.
+		s.logger().Warn("backup failed; deploying without it (backup.required is false): "+err.Error(), "error", err.Error())
+		b = rollout.Backup{Prefix: b.Prefix, Step: "done", Skipped: "backup failed and backup.required is false: " + err.Error()}
+		err, done = nil, true
+	}
 	if err != nil {
 		if errors.Is(err, ErrBackupFailed) {
 			fail := rollout.Command{Kind: rollout.Fail, Rollout: r.ID, Generation: s.svc.State.Generation, Reason: err.Error(), Actor: events.FunctionBackup}

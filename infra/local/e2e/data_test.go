@@ -192,3 +192,21 @@ type backuperFunc func(ctx context.Context, svc *policy.Service, r *rollout.Roll
 func (f backuperFunc) Backup(ctx context.Context, svc *policy.Service, r *rollout.Rollout) (rollout.Backup, bool, error) {
 	return f(ctx, svc, r)
 }
+
+// TestBackupNotRequired: with backup.required false, a backup that fails
+// verification is reported and the deploy goes on.
+func TestBackupNotRequired(t *testing.T) {
+	postgres.SkipIfUnavailable(t)
+	pol := strings.Replace(dataPolicy, "    backup:\n", "    backup:\n      required: false\n", 1)
+	var hp *harness
+	wrap := beforeVerify(func(h *harness, loc backup.Location) error {
+		return h.cloud.Storage.CorruptObject(loc.Bucket, loc.Prefix+"objects/ai-square-user-data/users/bob@example.com.json")
+	})
+	h := start(t, pubsubemu.BackendPstest, options{policy: pol, wrapBackups: wrap(&hp)})
+	hp = h
+	h.push(repo + ":optional")
+	v := h.waitPhase(rollout.Progressing, 1)
+	if b := v.state.Rollout.Backup; b == nil || !strings.Contains(b.Skipped, "does not match its manifest") {
+		t.Errorf("backup = %+v, want the verification failure recorded as skipped", b)
+	}
+}
