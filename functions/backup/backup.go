@@ -12,11 +12,23 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/backup"
 	"github.com/ai-square/coalmine/shared/release"
 )
 
 func init() {
-	functions.CloudEvent(events.FunctionBackup, release.Lazy(events.FunctionBackup, Handler))
+	functions.CloudEvent(events.FunctionBackup, release.Lazy(events.FunctionBackup, deployed))
+}
+
+// deployed is Handler with the backup runner of a deployed function.
+func deployed(env *release.Env) release.Handler {
+	r, err := backup.FromEnvironment(context.Background())
+	if err != nil {
+		return func(context.Context, event.Event) error { return err }
+	}
+	r.Log = env.Log
+	env.Backups = r
+	return Handler(env)
 }
 
 // Handler returns the Backup function for env.

@@ -377,3 +377,16 @@ func joinReason(a, b string) string {
 	}
 	return a + "; " + b
 }
+
+// FromEnvironment returns the runner a deployed Backup function uses:
+// Cloud Storage with Application Default Credentials (or the emulator
+// named by STORAGE_EMULATOR_HOST), pg_dump from the image, the Cloud SQL
+// Admin API (or SQLADMIN_EMULATOR_HOST), database URLs from the process
+// environment.
+func FromEnvironment(ctx context.Context) (*Runner, error) {
+	c, err := storage.NewClient(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backup: cloud storage client: %w", err)
+	}
+	return &Runner{Storage: c}, nil
+}

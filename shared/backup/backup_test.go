@@ -359,7 +359,7 @@ func TestVerificationAndOutages(t *testing.T) {
 	if err := f.gcs.CorruptObject(backupBucket, "ai-square/ai-square-corrupt/objects/"+dataBucket+"/users/u0003@example.com.json"); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := r.Backup(context.Background(), svc, ro)
+	_, err := run(t, r, svc, ro)
 	if !errors.Is(err, release.ErrBackupFailed) || !strings.Contains(err.Error(), "u0003") {
 		t.Errorf("verify with a corrupted copy = %v, want ErrBackupFailed naming it", err)
 	}
@@ -374,7 +374,7 @@ func TestVerificationAndOutages(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.put(t, backupBucket, dump, string(obj.Content[:len(obj.Content)/2]))
-	_, _, err = r.Backup(context.Background(), svc, ro)
+	_, err = run(t, r, svc, ro)
 	if !errors.Is(err, release.ErrBackupFailed) {
 		t.Errorf("verify with a truncated dump = %v, want ErrBackupFailed", err)
 	}

@@ -209,8 +209,8 @@ func (b *Runner) restoreDatabase(ctx context.Context, svc *policy.Service, loc L
 }
 
 // Prune deletes the backups the policy's retention no longer keeps: the
-// newest retention.keep are always kept; older ones go once older than
-// retention.maxAge. keep names rollouts never to delete (one in progress).
+// newest retention.keep complete backups are always kept; older ones, and
+// incomplete ones, go once older than retention.maxAge. keep names rollouts never to delete (one in progress).
 // With dryRun it only returns what it would delete.
 func (b *Runner) Prune(ctx context.Context, svc *policy.Service, keep map[string]bool, dryRun bool) ([]Summary, error) {
 	all, err := b.List(ctx, svc)
@@ -219,9 +219,18 @@ func (b *Runner) Prune(ctx context.Context, svc *policy.Service, keep map[string
 	}
 	ret := svc.Backup.Retention
 	now := b.now()
+	// Only complete backups count towards keep: failed or running ones
+	// must never push the last restorable backup out.
 	var gone []Summary
-	for i, s := range all {
-		if i < ret.Keep || keep[s.Rollout] {
+	complete := 0
+	for _, s := range all {
+		if s.Complete {
+			complete++
+			if complete <= ret.Keep {
+				continue
+			}
+		}
+		if keep[s.Rollout] {
 			continue
 		}
 		if ret.MaxAge.Duration > 0 && now.Sub(s.Created) < ret.MaxAge.Duration {

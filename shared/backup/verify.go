@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
+	"time"
 
 	"cloud.google.com/go/storage"
 
@@ -19,30 +22,82 @@ import (
 )
 
 // verify checks every copy against the manifest and the database dump for
-// completeness, then writes backup.json. Nothing unverified is "done".
+// completeness, then writes backup.json. Nothing unverified is "done". It
+// works in chunks like the copy: the first call merges the manifest, each
+// call verifies copies for one budget (the cursor "objects:N" says how many
+// are done), then one call reads the database backup through, and the last
+// writes the summary.
 func (b *Runner) verify(ctx context.Context, svc *policy.Service, r *rollout.Rollout, loc Location, st *rollout.Backup, log *slog.Logger) error {
-	sum := Summary{Service: svc.Name, Rollout: r.ID, Image: r.Image, Created: b.now(), Location: loc.URL(), Skipped: st.Skipped, Complete: true}
-	if len(svc.Backup.Storage.Sources) > 0 {
-		c := b.copier(svc)
+	hasObjects := len(svc.Backup.Storage.Sources) > 0
+	c := b.copier(svc)
+	switch {
+	case hasObjects && st.Cursor == "":
 		m, err := c.Finish(ctx, loc.Bucket, loc.Prefix)
 		if err != nil {
 			return classify("manifest", err)
 		}
-		if err := gcs.Verify(ctx, b.Storage, m); err != nil {
-			return classify("verify copies", err)
+		st.Manifest, st.Objects = loc.Object(manifestObject), len(m.Entries)
+		st.Cursor, st.Progress = "objects:0", fmt.Sprintf("verifying %d copies", len(m.Entries))
+		return nil
+	case strings.HasPrefix(st.Cursor, "objects:"):
+		done, err := strconv.Atoi(strings.TrimPrefix(st.Cursor, "objects:"))
+		if err != nil {
+			return permanent("verification cursor %q unreadable", st.Cursor)
 		}
-		sum.Manifest, sum.Objects, sum.ObjectBytes = loc.Object(manifestObject), len(m.Entries), m.Bytes()
-		st.Manifest, st.Objects = sum.Manifest, sum.Objects
-		log.Info("copies verified", "objects", sum.Objects, "bytes", sum.ObjectBytes)
+		m, err := c.ReadManifest(ctx, loc.Bucket, loc.Prefix)
+		if err != nil {
+			return classify("read manifest", err)
+		}
+		deadline := time.Now().Add(b.budget())
+		for done < len(m.Entries) && time.Now().Before(deadline) {
+			part := m
+			part.Entries = m.Entries[done:min(done+verifyBatch, len(m.Entries))]
+			if err := gcs.Verify(ctx, b.Storage, part); err != nil {
+				return classify("verify copies", err)
+			}
+			done += len(part.Entries)
+		}
+		st.Progress = fmt.Sprintf("%d of %d copies verified", done, len(m.Entries))
+		if done < len(m.Entries) {
+			st.Cursor = fmt.Sprintf("objects:%d", done)
+			return nil
+		}
+		log.Info("copies verified", "objects", len(m.Entries), "bytes", m.Bytes())
+		st.Cursor = "database"
+		return nil
+	case st.Cursor == "" || st.Cursor == "database":
+		if st.Database != "" && st.Cursor != "summary" {
+			size, err := b.verifyDatabase(ctx, svc, loc, st.Database)
+			if err != nil {
+				return err
+			}
+			st.Bytes = size
+			log.Info("database backup verified", "object", st.Database, "bytes", size)
+		}
+		st.Cursor = "summary"
+		fallthrough
+	case st.Cursor == "summary":
+		return b.writeSummary(ctx, svc, r, loc, st)
+	}
+	return permanent("verification cursor %q unknown", st.Cursor)
+}
+
+// verifyBatch is how many copies are verified between budget checks.
+const verifyBatch = 200
+
+// writeSummary writes backup.json, which makes the backup complete.
+func (b *Runner) writeSummary(ctx context.Context, svc *policy.Service, r *rollout.Rollout, loc Location, st *rollout.Backup) error {
+	sum := Summary{Service: svc.Name, Rollout: r.ID, Image: r.Image, Created: b.now(), Location: loc.URL(), Skipped: st.Skipped, Complete: true,
+		Manifest: st.Manifest, Objects: st.Objects}
+	if st.Manifest != "" {
+		m, err := b.copier(svc).ReadManifest(ctx, loc.Bucket, loc.Prefix)
+		if err != nil {
+			return classify("read manifest", err)
+		}
+		sum.ObjectBytes = m.Bytes()
 	}
 	if st.Database != "" {
-		size, err := b.verifyDatabase(ctx, svc, loc, st.Database)
-		if err != nil {
-			return err
-		}
-		sum.Database, sum.Driver, sum.DatabaseName, sum.DatabaseBytes = st.Database, string(dbDriver(svc)), svc.Backup.Database.Database, size
-		st.Bytes = size
-		log.Info("database backup verified", "object", st.Database, "bytes", size)
+		sum.Database, sum.Driver, sum.DatabaseName, sum.DatabaseBytes = st.Database, string(dbDriver(svc)), svc.Backup.Database.Database, st.Bytes
 	}
 	data, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {
@@ -57,7 +112,7 @@ func (b *Runner) verify(ctx context.Context, svc *policy.Service, r *rollout.Rol
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", loc.Object(SummaryObject), err)
 	}
-	st.Step, st.Progress = StepDone, "verified"
+	st.Step, st.Cursor, st.Progress = StepDone, "", "verified"
 	return nil
 }
 

@@ -79,7 +79,7 @@ func (c *Client) SetTraffic(ctx context.Context, svc *Service, next rollout.Stat
 // `gcloud run deploy` or Terraform apply cannot bring the canary's image
 // back. The template is restored under the stable revision's own name, so
 // Cloud Run creates no new revision; if Cloud Run refuses that name
-// (ALREADY_EXISTS: its configuration differs), the template is restored
+// (ALREADY_EXISTS: its configuration differs), write sends the template
 // without a name and Cloud Run creates a copy of it at 0% traffic.
 func (c *Client) Rollback(ctx context.Context, svc *Service, next rollout.State) (*Service, error) {
 	var tmpl *runpb.RevisionTemplate
@@ -89,12 +89,7 @@ func (c *Client) Rollback(ctx context.Context, svc *Service, next rollout.State)
 			return nil, fmt.Errorf("rollback %s: saved template: %w: %w", svc.Name, ErrState, err)
 		}
 	}
-	after, err := c.write(ctx, svc, next, tmpl)
-	if isAlreadyExists(err) && tmpl != nil && tmpl.Revision != "" {
-		tmpl.Revision = ""
-		return c.write(ctx, svc, next, tmpl)
-	}
-	return after, err
+	return c.write(ctx, svc, next, tmpl)
 }
 
 func isAlreadyExists(err error) bool {

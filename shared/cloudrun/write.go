@@ -2,8 +2,12 @@ package cloudrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -48,6 +52,17 @@ func (c *Client) write(ctx context.Context, svc *Service, next rollout.State, tm
 		upd.Template = tmpl
 	}
 	op, err := c.services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: upd})
+	if isAlreadyExists(err) && upd.GetTemplate().GetRevision() != "" {
+		// Cloud Run refuses a template whose explicit revision name already
+		// exists with another configuration (it may have filled in defaults
+		// the stored revision lacks): send it without a name.
+		upd.Template.Revision = ""
+		op, err = c.services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: upd})
+	}
+	if grpcCode(err) == codes.FailedPrecondition {
+		// Older APIs answer an etag mismatch with FAILED_PRECONDITION.
+		return nil, fmt.Errorf("write %s: %w: %w", svc.Name, ErrConflict, err)
+	}
 	if err != nil {
 		return nil, classify("write "+svc.Name, err)
 	}
@@ -58,10 +73,22 @@ func (c *Client) write(ctx context.Context, svc *Service, next rollout.State, tm
 	if err != nil {
 		return nil, err
 	}
-	if after.State.Generation != next.Generation {
-		return nil, fmt.Errorf("write %s: wrote generation %d, service has %d: %w", svc.Name, next.Generation, after.State.Generation, ErrConflict)
+	// The state written must be the state read back, to the byte: two
+	// writers that both read generation N both write N+1, and only the
+	// content tells whose write stuck if Cloud Run did not enforce the etag.
+	if got := after.raw.GetAnnotations()[rollout.AnnotationKey]; got != enc {
+		return nil, fmt.Errorf("write %s: wrote generation %d, service has generation %d written by someone else: %w", svc.Name, next.Generation, after.State.Generation, ErrConflict)
 	}
 	return after, nil
+}
+
+// grpcCode is the gRPC code of err (wrapped or not), codes.OK for nil.
+func grpcCode(err error) codes.Code {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus().Code()
+	}
+	return status.Code(err)
 }
 
 // opError is the error a long-running operation finished with.

@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ai-square/coalmine/events"
@@ -32,7 +33,7 @@ func (e *Env) backup(ctx context.Context, c events.Command) error {
 	if err != nil {
 		return err
 	}
-	holder := e.holder()
+	holder := e.holder(c.ID)
 	take := rollout.Command{Kind: rollout.BackupProgress, Rollout: c.Rollout, Generation: c.Generation, Holder: holder, Lease: e.backupLease(), Actor: c.Actor}
 	res := s.apply(take)
 	switch res.Outcome {
@@ -53,7 +54,10 @@ func (e *Env) backup(ctx context.Context, c events.Command) error {
 	var b rollout.Backup
 	done := true
 	if e.Backups == nil {
-		b = rollout.Backup{Skipped: "no backup configured in this build", Step: "done"}
+		if s.pol.Backup.Required {
+			err = fmt.Errorf("%w: this deployment has no backup runner and backup.required is true", ErrBackupFailed)
+		}
+		b = rollout.Backup{Skipped: "no backup runner in this deployment", Step: "done"}
 	} else {
 		b, done, err = e.Backups.Backup(ctx, s.pol, r)
 	}

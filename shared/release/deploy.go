@@ -47,7 +47,7 @@ func (e *Env) deploy(ctx context.Context, c events.Command) error {
 		}
 		after, err := s.crun.Deploy(wctx, s.svc, res.State, cloudrun.DeployRequest{Image: res.State.Rollout.Image, Container: s.pol.Container})
 		if errors.Is(err, cloudrun.ErrRevisionFailed) {
-			return s.failDeploy(ctx, err)
+			return s.failDeploy(ctx, c.Rollout, err)
 		}
 		if err != nil {
 			return classify(fmt.Errorf("deploy canary: %w", err))
@@ -61,7 +61,7 @@ func (e *Env) deploy(ctx context.Context, c events.Command) error {
 	case rollout.Duplicate:
 		rev, err := s.crun.WaitRevision(wctx, s.svc.Name, r.Canary)
 		if errors.Is(err, cloudrun.ErrRevisionFailed) {
-			return s.failDeploy(ctx, err)
+			return s.failDeploy(ctx, c.Rollout, err)
 		}
 		if err != nil {
 			return classify(fmt.Errorf("wait for canary %s: %w", r.Canary, err))
@@ -76,16 +76,17 @@ func (e *Env) deploy(ctx context.Context, c events.Command) error {
 }
 
 // failDeploy fails the rollout of a canary that could not start: the state
-// records why, and the template goes back to the stable revision's.
-func (s *step) failDeploy(ctx context.Context, cause error) error {
+// records why, and the template goes back to the stable revision's. It
+// names the rollout it deployed: by the time a slow revision fails, that
+// rollout may have been superseded, and a newer one must not be failed.
+func (s *step) failDeploy(ctx context.Context, rolloutID string, cause error) error {
 	s.logger().Error("canary failed to start: "+cause.Error(), "error", cause.Error())
 	svc, err := s.crun.Read(ctx, s.svc.Name)
 	if err != nil {
 		return classify(err)
 	}
 	s.svc = svc
-	r := svc.State.Rollout
-	fail := rollout.Command{Kind: rollout.Fail, Rollout: r.ID, Generation: svc.State.Generation, Reason: cause.Error(), Actor: events.FunctionDeploy}
+	fail := rollout.Command{Kind: rollout.Fail, Rollout: rolloutID, Generation: svc.State.Generation, Reason: cause.Error(), Actor: events.FunctionDeploy}
 	res := s.apply(fail)
 	if res.Outcome != rollout.Applied {
 		return nil

@@ -11,6 +11,8 @@ package release
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,7 +90,8 @@ type Env struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Hooks   Hooks
-	// Holder names this worker in backup leases.
+	// Holder prefixes the lease holder name of each invocation (default
+	// host-pid); a random part is always added.
 	Holder string
 	// DeployWait bounds how long one Deploy invocation waits for the
 	// canary to become ready (default 8m, under the 9-minute function limit).
@@ -124,12 +127,25 @@ func (e *Env) deployWait() time.Duration {
 	return 8 * time.Minute
 }
 
-func (e *Env) holder() string {
-	if e.Holder != "" {
-		return e.Holder
+// holder names the holder of a backup lease: the host and process (for
+// the logs) and the command being worked on. Redeliveries of one command
+// (after a crash) take their own lease back at once; a different command
+// for the same backup (a watchdog re-publication, a stray duplicate
+// publish) finds the lease held while a chunk runs. Concurrent requests on
+// one instance, or instances sharing a host name, never share a holder
+// unless they work on the same command, whose chunks are idempotent.
+func (e *Env) holder(commandID string) string {
+	prefix := e.Holder
+	if prefix == "" {
+		h, _ := os.Hostname()
+		prefix = fmt.Sprintf("%s-%d", h, os.Getpid())
 	}
-	h, _ := os.Hostname()
-	return fmt.Sprintf("%s-%d", h, os.Getpid())
+	if commandID == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		commandID = hex.EncodeToString(b[:])
+	}
+	return prefix + "-" + commandID
 }
 
 func (e *Env) hook(ctx context.Context, h func(context.Context, Point) error, p Point) error {

@@ -45,27 +45,29 @@ func FromEnvironment(ctx context.Context) (*Env, error) {
 }
 
 // Lazy returns a function that builds its Env from the environment on the
-// first event (so a misconfigured deployment reports it in its logs and
-// the event is delivered again once fixed) and then serves every event with
-// h(env).
+// first event and then serves every event with h(env). A failure to build
+// it is logged and returned (the event is delivered again) and the next
+// event tries again, so a passing problem (credentials, a network blip at
+// start-up) does not poison the instance.
 func Lazy(name string, h func(*Env) Handler) Handler {
 	var (
-		once sync.Once
-		fn   Handler
-		err  error
+		mu sync.Mutex
+		fn Handler
 	)
 	return func(ctx context.Context, e event.Event) error {
-		once.Do(func() {
-			var env *Env
-			if env, err = FromEnvironment(context.Background()); err == nil {
-				fn = Guard(env.log(), name, h(env))
+		mu.Lock()
+		if fn == nil {
+			env, err := FromEnvironment(context.Background())
+			if err != nil {
+				mu.Unlock()
+				slog.Error("function not configured: "+err.Error(), "function", name)
+				return fmt.Errorf("%s not configured: %w", name, err)
 			}
-		})
-		if err != nil {
-			slog.Error("function not configured: "+err.Error(), "function", name)
-			return fmt.Errorf("%s not configured: %w", name, err)
+			fn = Guard(env.log(), name, h(env))
 		}
-		return fn(ctx, e)
+		f := fn
+		mu.Unlock()
+		return f(ctx, e)
 	}
 }
 

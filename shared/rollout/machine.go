@@ -314,12 +314,13 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 	if c.Retry && attempt == 1 {
 		attempt = 2
 	}
-	stable := s.Stable
-	if c.Stable != "" {
-		stable = c.Stable
-	}
+	// The stable revision is the one Cloud Run says serves everything now
+	// (an operator may have deployed outside coalmine since). A service
+	// whose traffic is split is left alone: overwriting an operator's split
+	// with a claim would be a surprise.
+	stable := c.Stable
 	if stable == "" {
-		return reject(s, "no stable revision: the service must serve one revision at 100% before a rollout")
+		return reject(s, "no stable revision: the service must serve one revision at 100% before a rollout (its traffic is split, or it has none)")
 	}
 	n := s.Clone()
 	n.Service = c.Service

@@ -349,6 +349,9 @@ func TestClaim(t *testing.T) {
 		{"first rollout", fresh, nil, Applied, BackingUp, "web-aaaaaaaaaaaa"},
 		{"outside the window", fresh, func(c *Command) { c.WindowOpen = false }, Applied, Waiting, "web-aaaaaaaaaaaa"},
 		{"no stable revision", fresh, func(c *Command) { c.Stable = "" }, Rejected, "", ""},
+		{"traffic split by an operator after a rollout", stateAt(t, fixture(Promoted)), func(c *Command) {
+			c.Image, c.Digest, c.Stable = imageB, digestB, ""
+		}, Rejected, "", ""},
 		{"no service", fresh, func(c *Command) { c.Service = "" }, Rejected, "", ""},
 		{"no digest", fresh, func(c *Command) { c.Digest = "" }, Rejected, "", ""},
 		{"stages not ending at 100", fresh, func(c *Command) { c.Stages = []int{10, 50} }, Rejected, "", ""},
@@ -469,7 +472,7 @@ func TestHistoryAndFailedDigestsAreCapped(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		now = now.Add(time.Minute)
 		d := fmt.Sprintf("sha256:%064x", i)
-		res := Apply(s, Command{Kind: Claim, Service: "web", Image: "local.dev/x/y@" + d, Digest: d, PublishTime: now, Stages: stages, WindowOpen: true}, now, cfg)
+		res := Apply(s, Command{Kind: Claim, Service: "web", Image: "local.dev/x/y@" + d, Digest: d, PublishTime: now, Stages: stages, Stable: "web-1", WindowOpen: true}, now, cfg)
 		if res.Outcome != Applied {
 			t.Fatalf("claim %d: %v (%s)", i, res.Outcome, res.Reason)
 		}

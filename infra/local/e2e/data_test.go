@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,11 +176,14 @@ func TestBackupFailureBlocksDeploy(t *testing.T) {
 func beforeVerify(fault func(h *harness, loc backup.Location) error) func(h **harness) func(release.Backuper) release.Backuper {
 	return func(hp **harness) func(release.Backuper) release.Backuper {
 		return func(inner release.Backuper) release.Backuper {
+			var once sync.Once
 			return backuperFunc(func(ctx context.Context, svc *policy.Service, r *rollout.Rollout) (rollout.Backup, bool, error) {
-				if r.Backup != nil && r.Backup.Step == backup.StepVerify && r.Backup.LastError == "" {
-					if err := fault(*hp, backup.Where(svc, r.ID)); err != nil {
-						return *r.Backup, false, fmt.Errorf("test fault: %w", err)
-					}
+				var err error
+				if r.Backup != nil && r.Backup.Step == backup.StepVerify {
+					once.Do(func() { err = fault(*hp, backup.Where(svc, r.ID)) })
+				}
+				if err != nil {
+					return *r.Backup, false, fmt.Errorf("test fault: %w", err)
 				}
 				return inner.Backup(ctx, svc, r)
 			})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,10 @@ import (
 
 // DefaultWorkers is the number of concurrent copies when Copier.Workers is 0.
 const DefaultWorkers = 16
+
+// MetaSourceGeneration is the metadata key on each copy naming the source
+// generation it was copied from.
+const MetaSourceGeneration = "coalmine-source-generation"
 
 // DefaultMaxAttempts bounds the attempts of each request the Copier makes
 // when Copier.MaxAttempts is 0.
@@ -245,11 +250,24 @@ func (c *Copier) copyOne(ctx context.Context, dstBucket string, e Entry) (Entry,
 	for chase := 0; ; chase++ {
 		src := c.Client.Bucket(e.Source).Object(e.Name).Generation(e.Generation)
 		dst := c.object(dstBucket, e.Backup).If(storage.Conditions{DoesNotExist: true})
-		_, err := dst.CopierFrom(src).Run(ctx)
+		cp := dst.CopierFrom(src)
+		cp.Metadata = map[string]string{MetaSourceGeneration: strconv.FormatInt(e.Generation, 10)}
+		_, err := cp.Run(ctx)
 		switch {
 		case err == nil:
 			return e, copied, nil
 		case isPreconditionFailed(err):
+			// Copied before (a redone chunk). Record the copy that is there,
+			// not the source as listed now: the source may have changed
+			// since, and the backup holds what was copied then.
+			a, aerr := c.object(dstBucket, e.Backup).Attrs(ctx)
+			if aerr != nil {
+				return e, 0, fmt.Errorf("stat existing copy %s: %w", gsURL(dstBucket, e.Backup), aerr)
+			}
+			e.Size, e.CRC32C = a.Size, a.CRC32C
+			if g, perr := strconv.ParseInt(a.Metadata[MetaSourceGeneration], 10, 64); perr == nil {
+				e.Generation = g
+			}
 			return e, alreadyThere, nil
 		case !isNotExist(err) || chase == maxChases:
 			return e, 0, fmt.Errorf("copy %s to %s: %w", gsURL(e.Source, e.Name), gsURL(dstBucket, e.Backup), err)
