@@ -31,18 +31,12 @@ import (
 
 // shared is the gcloud emulator all tests of this binary share, started on
 // first use (its startup takes seconds) and stopped by TestMain.
-var shared struct {
-	once sync.Once
-	srv  *pubsubemu.Server
-	err  error
-}
+var shared pubsubemu.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.srv != nil {
-		if err := shared.srv.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "closing the gcloud emulator:", err)
-		}
+	if err := shared.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "closing the gcloud emulator:", err)
 	}
 	os.Exit(code)
 }
@@ -72,13 +66,12 @@ func sharedGcloud(t *testing.T) *pubsubemu.Server {
 	if !pubsubemu.GcloudAvailable() {
 		t.Skip("gcloud with the pubsub-emulator component is not installed")
 	}
-	shared.once.Do(func() {
-		shared.srv, shared.err = pubsubemu.Start(context.Background(), pubsubemu.Options{Backend: pubsubemu.BackendGcloud, Logger: quietLogger()})
-	})
-	if shared.err != nil {
-		t.Fatalf("starting the gcloud emulator: %v", shared.err)
+	shared.Logger = quietLogger()
+	srv, err := shared.Server()
+	if err != nil {
+		t.Fatalf("starting the gcloud emulator: %v", err)
 	}
-	return shared.srv
+	return srv
 }
 
 func quietLogger() *slog.Logger {

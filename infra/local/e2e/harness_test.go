@@ -33,30 +33,21 @@ import (
 func TestMain(m *testing.M) {
 	sampleapp.RunIfChild()
 	code := m.Run()
-	if shared.server != nil {
-		shared.server.Close()
-	}
+	shared.Close()
 	os.Exit(code)
 }
 
 // shared is one Google Pub/Sub emulator for the whole test binary (it
 // takes seconds to start); each cloud uses a Pub/Sub project of its own.
-var shared struct {
-	once   sync.Once
-	server *pubsubemu.Server
-	err    error
-	seq    atomic.Int64
-}
+var shared pubsubemu.Shared
 
 func gcloudHost(t *testing.T) string {
 	t.Helper()
-	shared.once.Do(func() {
-		shared.server, shared.err = pubsubemu.Start(context.Background(), pubsubemu.Options{Backend: pubsubemu.BackendGcloud})
-	})
-	if shared.err != nil {
-		t.Fatalf("Google's Pub/Sub emulator: %v", shared.err)
+	srv, err := shared.Server()
+	if err != nil {
+		t.Fatalf("Google's Pub/Sub emulator: %v", err)
 	}
-	return shared.server.Host()
+	return srv.Host()
 }
 
 const (
@@ -180,7 +171,7 @@ func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
 	}
 	if backend == pubsubemu.BackendGcloud {
 		cfg.Pubsub, cfg.PubsubHost = pubsubemu.BackendExternal, gcloudHost(t)
-		cfg.Project = fmt.Sprintf("e2e-%d", shared.seq.Add(1))
+		cfg.Project = shared.NextProject("e2e")
 	}
 	c, err := cloud.Start(ctx, cfg)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -15,18 +14,12 @@ import (
 
 // shared is the gcloud emulator all tests of this binary share, started on
 // first use (its startup takes seconds) and stopped by TestMain.
-var shared struct {
-	once sync.Once
-	srv  *pubsubemu.Server
-	err  error
-}
+var shared pubsubemu.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.srv != nil {
-		if err := shared.srv.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "closing the gcloud emulator:", err)
-		}
+	if err := shared.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "closing the gcloud emulator:", err)
 	}
 	os.Exit(code)
 }
@@ -56,14 +49,12 @@ func sharedGcloud(t *testing.T) *pubsubemu.Server {
 	if !pubsubemu.GcloudAvailable() {
 		t.Skip("gcloud with the pubsub-emulator component is not installed")
 	}
-	shared.once.Do(func() {
-		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		shared.srv, shared.err = pubsubemu.Start(context.Background(), pubsubemu.Options{Backend: pubsubemu.BackendGcloud, Logger: logger})
-	})
-	if shared.err != nil {
-		t.Fatalf("starting the gcloud emulator: %v", shared.err)
+	shared.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := shared.Server()
+	if err != nil {
+		t.Fatalf("starting the gcloud emulator: %v", err)
 	}
-	return shared.srv
+	return srv
 }
 
 var projectSeq atomic.Int64
