@@ -66,7 +66,7 @@ func (b *Runner) verify(ctx context.Context, svc *policy.Service, r *rollout.Rol
 		st.Cursor = "database"
 		return nil
 	case st.Cursor == "" || st.Cursor == "database":
-		if st.Database != "" && st.Cursor != "summary" {
+		if st.Database != "" {
 			size, err := b.verifyDatabase(ctx, svc, loc, st.Database)
 			if err != nil {
 				return err

@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -313,14 +312,6 @@ const EnvFile = "local.env"
 // ImagesDir is where local images are registered (runemu.WriteImage).
 func ImagesDir(dir string) string { return filepath.Join(dir, "images") }
 
-func mapsKeys[K comparable, V any](m map[K]V) []K {
-	out := make([]K, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
 // location returns the one project and region every policy service must
 // share: the Cloud Run emulator serves one of each.
 func location(p *policy.Policy) (project, region string, err error) {
@@ -434,10 +425,8 @@ func (c *Cloud) Close() error {
 
 // WriteEnv writes KEY=value lines, sorted, atomically.
 func WriteEnv(path string, env map[string]string) error {
-	keys := mapsKeys(env)
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
 	}
 	tmp := path + ".tmp"
