@@ -84,6 +84,10 @@ type Command struct {
 	Image string `json:"image,omitempty"`
 	// Retry marks an explicit retry of an image that failed before.
 	Retry bool `json:"retry,omitempty"`
+	// Pushed is, on the release of a push that was queued behind another
+	// rollout, when the push itself was published: the claim compares it,
+	// not the release's own publish time, with other pushes.
+	Pushed time.Time `json:"pushed,omitzero"`
 	// Manual marks an operator's decision (a manual promote skips bake time
 	// and gates).
 	Manual bool `json:"manual,omitempty"`

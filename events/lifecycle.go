@@ -31,6 +31,13 @@ const (
 	EventSuperseded     LifecycleType = "dev.coalmine.rollout.superseded.v1"
 	EventFailed         LifecycleType = "dev.coalmine.rollout.failed.v1"
 	EventVerdict        LifecycleType = "dev.coalmine.rollout.verdict.v1"
+	// EventQueued: a push arrived while another rollout was in progress; it
+	// is queued and the rollout in progress is superseded.
+	EventQueued LifecycleType = "dev.coalmine.rollout.queued.v1"
+	// EventNeedsAttention: coalmine gave up on something an operator must
+	// look at (a rollback that never applied, post-rollback steps that never
+	// finished, a queued push that was dropped); Reason says what and why.
+	EventNeedsAttention LifecycleType = "dev.coalmine.rollout.needs-attention.v1"
 )
 
 // LifecycleTypes lists every lifecycle event type.
@@ -38,6 +45,7 @@ var LifecycleTypes = []LifecycleType{
 	EventClaimed, EventWaiting, EventBackupStarted, EventBackupProgress, EventBackupDone,
 	EventCanaryCreated, EventTrafficShifted, EventPaused, EventResumed, EventPromoted,
 	EventRollingBack, EventRolledBack, EventSuperseded, EventFailed, EventVerdict,
+	EventQueued, EventNeedsAttention,
 }
 
 // Known reports whether t is a lifecycle type this version understands.

@@ -500,3 +500,77 @@ func TestPrune(t *testing.T) {
 func sqladminemuOptions(s *sqladminemu.Server) []option.ClientOption {
 	return []option.ClientOption{option.WithEndpoint(strings.TrimSuffix(s.URL(), "/") + "/"), option.WithoutAuthentication()}
 }
+
+// TestRestoreChecksTheWholeBackupFirst: a backup damaged after it was taken
+// (one copy overwritten, or the dump truncated) restores nothing, not even
+// the parts that are intact; before the fix the copies went back first and
+// the check came after, leaving the corrupted copy live.
+func TestRestoreChecksTheWholeBackupFirst(t *testing.T) {
+	f := newFixture(t, true)
+	f.seed(t, 10)
+	svc := testPolicy(t, "postgres")
+	r := f.runner()
+	if _, err := run(t, r, svc, newRollout("ai-square-damaged")); err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	s, err := r.Find(context.Background(), svc, "ai-square-damaged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The live data moves on: the restore has objects and rows to put back.
+	f.put(t, dataBucket, "users/u0003@example.com.json", `{"live":"after the backup"}`)
+	f.put(t, dataBucket, "users/u0004@example.com.json", `{"live":"after the backup"}`)
+	f.exec(t, `UPDATE users SET data = '{"live":true}' WHERE email = 'u1@example.com'`)
+	liveObjects, liveDB := f.objects(t, dataBucket), f.dbChecksum(t)
+	prefix := "ai-square/ai-square-damaged/"
+
+	// One copy overwritten in the backup bucket.
+	copyName := prefix + "objects/" + dataBucket + "/users/u0003@example.com.json"
+	original, err := f.gcs.Fake().GetObject(backupBucket, copyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, backupBucket, copyName, `{"n":3,"name":"tampered"}`)
+	for _, o := range []backup.RestoreOptions{
+		{Storage: true},
+		{Storage: true, Database: true},
+		{Storage: true, DryRun: true},
+	} {
+		_, err := r.Restore(context.Background(), svc, s, o)
+		if !errors.Is(err, backup.ErrBackupDamaged) || !strings.Contains(err.Error(), "u0003") {
+			t.Errorf("restore %+v of a backup with an overwritten copy = %v, want ErrBackupDamaged naming it", o, err)
+		}
+		if got := f.objects(t, dataBucket); !equalMaps(got, liveObjects) {
+			t.Fatalf("restore %+v of a damaged backup changed the live objects: u0003 = %q, u0004 = %q",
+				o, got["users/u0003@example.com.json"], got["users/u0004@example.com.json"])
+		}
+		if f.dbChecksum(t) != liveDB {
+			t.Fatalf("restore %+v of a damaged backup changed the database", o)
+		}
+	}
+	f.put(t, backupBucket, copyName, string(original.Content))
+
+	// The dump truncated: neither the database nor the objects change.
+	dump := prefix + backup.DumpObject
+	obj, err := f.gcs.Fake().GetObject(backupBucket, dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, backupBucket, dump, string(obj.Content[:len(obj.Content)/2]))
+	_, err = r.Restore(context.Background(), svc, s, backup.RestoreOptions{Storage: true, Database: true})
+	if !errors.Is(err, backup.ErrBackupDamaged) {
+		t.Errorf("restore with a truncated dump = %v, want ErrBackupDamaged", err)
+	}
+	if got := f.objects(t, dataBucket); !equalMaps(got, liveObjects) || f.dbChecksum(t) != liveDB {
+		t.Fatalf("restore with a truncated dump changed the live data")
+	}
+	f.put(t, backupBucket, dump, string(obj.Content))
+
+	// Intact again: the restore goes through.
+	if _, err := r.Restore(context.Background(), svc, s, backup.RestoreOptions{Storage: true, Database: true}); err != nil {
+		t.Fatalf("restore of the intact backup: %v", err)
+	}
+	if got := f.objects(t, dataBucket)["users/u0003@example.com.json"]; got != `{"n":3,"name":"user 3"}` {
+		t.Errorf("u0003 after the restore = %q", got)
+	}
+}

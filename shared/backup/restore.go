@@ -15,6 +15,7 @@ import (
 
 	"github.com/ai-square/coalmine/shared/backup/gcs"
 	"github.com/ai-square/coalmine/shared/policy"
+	"github.com/ai-square/coalmine/shared/release"
 )
 
 // ErrNoBackup means the service has no complete backup (for that rollout).
@@ -131,25 +132,53 @@ type RestoreReport struct {
 	Database string
 }
 
+// ErrBackupDamaged means the backup no longer matches what was verified
+// when it was taken (an object overwritten, a dump truncated): Restore
+// changed nothing.
+var ErrBackupDamaged = errors.New("backup damaged; nothing was restored")
+
 // Restore puts the backup s back: the objects over their sources (objects
 // written after the backup only listed, or deleted with DeleteNew) and the
-// database from its dump or export. With DryRun it only plans; it still
-// reads the dump through to check it can be restored.
+// database from its dump or export. Before it changes anything it checks
+// the whole of what it would put back: every copy against the manifest
+// (size, CRC32C and content) and the database backup read through. A
+// backup that fails the check changes nothing and returns an error wrapping
+// ErrBackupDamaged. With DryRun it checks and plans, and changes nothing.
 func (b *Runner) Restore(ctx context.Context, svc *policy.Service, s Summary, o RestoreOptions) (RestoreReport, error) {
 	rep := RestoreReport{Backup: s}
 	loc := Where(svc, s.Rollout)
-	if o.Storage && s.Manifest != "" {
-		m, err := b.copier(svc).ReadManifest(ctx, loc.Bucket, loc.Prefix)
+	var m gcs.Manifest
+	objects := o.Storage && s.Manifest != ""
+	if objects {
+		var err error
+		m, err = b.copier(svc).ReadManifest(ctx, loc.Bucket, loc.Prefix)
 		if err != nil {
 			return rep, fmt.Errorf("read manifest: %w", err)
 		}
+		if err := gcs.Verify(ctx, b.Storage, m); err != nil {
+			if errors.Is(err, gcs.ErrMismatch) {
+				return rep, fmt.Errorf("%w: the objects of %s do not match its manifest: %w", ErrBackupDamaged, loc.URL(), err)
+			}
+			return rep, fmt.Errorf("check the backup's objects: %w", err)
+		}
+	}
+	database := o.Database && s.Database != ""
+	if database {
+		if _, err := b.verifyDump(ctx, policy.DatabaseDriver(s.Driver), loc, s.Database); err != nil {
+			if errors.Is(err, release.ErrBackupFailed) {
+				return rep, fmt.Errorf("%w: %w", ErrBackupDamaged, err)
+			}
+			return rep, fmt.Errorf("check the database backup: %w", err)
+		}
+	}
+	if objects {
 		plan, err := gcs.Restore(ctx, b.Storage, m, gcs.RestoreOptions{DryRun: o.DryRun, DeleteNew: o.DeleteNew})
 		rep.Storage = &plan
 		if err != nil {
 			return rep, fmt.Errorf("restore objects: %w", err)
 		}
 	}
-	if o.Database && s.Database != "" {
+	if database {
 		desc, err := b.restoreDatabase(ctx, svc, loc, s, o.DryRun)
 		rep.Database = desc
 		if err != nil {
@@ -168,17 +197,14 @@ func (b *Runner) restoreDatabase(ctx context.Context, svc *policy.Service, loc L
 			return "", fmt.Errorf("restore database: %s is not set", db.URLEnv)
 		}
 		desc := fmt.Sprintf("database %s from %s (%d bytes, pg_restore --clean --single-transaction)", s.DatabaseName, s.Database, s.DatabaseBytes)
+		if dryRun {
+			return desc, nil // Restore read the dump through already
+		}
 		rd, err := b.Storage.Bucket(loc.Bucket).Object(loc.Prefix + DumpObject).NewReader(ctx)
 		if err != nil {
 			return desc, fmt.Errorf("restore database: read %s: %w", s.Database, err)
 		}
 		defer rd.Close()
-		if dryRun {
-			if _, err := b.dumper().Verify(ctx, rd); err != nil {
-				return desc, fmt.Errorf("restore database: the dump cannot be restored: %w", err)
-			}
-			return desc, nil
-		}
 		if err := b.dumper().Restore(ctx, url, rd); err != nil {
 			return desc, fmt.Errorf("restore database: %w", err)
 		}

@@ -120,6 +120,15 @@ func (b *Runner) writeSummary(ctx context.Context, svc *policy.Service, r *rollo
 // decode every block of a custom-format dump; a Cloud SQL export must be a
 // complete gzip stream. A truncated or corrupted dump fails the backup.
 func (b *Runner) verifyDatabase(ctx context.Context, svc *policy.Service, loc Location, object string) (int64, error) {
+	return b.verifyDump(ctx, dbDriver(svc), loc, object)
+}
+
+// verifyDump reads a database backup of driver through (see
+// verifyDatabase). A damaged one wraps release.ErrBackupFailed.
+func (b *Runner) verifyDump(ctx context.Context, driver policy.DatabaseDriver, loc Location, object string) (int64, error) {
+	if !strings.HasPrefix(object, "gs://"+loc.Bucket+"/") {
+		return 0, permanent("database backup %s is not in %s", object, loc.URL())
+	}
 	name := object[len("gs://"+loc.Bucket+"/"):]
 	rd, err := b.Storage.Bucket(loc.Bucket).Object(name).NewReader(ctx)
 	if errors.Is(err, storage.ErrObjectNotExist) {
@@ -130,7 +139,7 @@ func (b *Runner) verifyDatabase(ctx context.Context, svc *policy.Service, loc Lo
 	}
 	defer rd.Close()
 	cr := &countingReader{r: rd}
-	switch dbDriver(svc) {
+	switch driver {
 	case policy.DriverPostgres:
 		tables, err := b.dumper().Verify(ctx, cr)
 		if errors.Is(err, pgdump.ErrInvalidDump) {
@@ -148,6 +157,8 @@ func (b *Runner) verifyDatabase(ctx context.Context, svc *policy.Service, loc Lo
 		if _, err := io.Copy(io.Discard, zr); err != nil {
 			return 0, permanent("database export %s is incomplete: %v", object, err)
 		}
+	default:
+		return 0, permanent("database backup %s has unknown driver %q", object, driver)
 	}
 	return cr.n, nil
 }

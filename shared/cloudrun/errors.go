@@ -28,6 +28,12 @@ var (
 	ErrState = errors.New("cloudrun: rollout state unreadable")
 	// ErrInvalid: Cloud Run refused the request as invalid. Permanent.
 	ErrInvalid = errors.New("cloudrun: request refused as invalid")
+	// ErrNotServed: Cloud Run accepted an update and stored it (the
+	// service's spec and annotations, the rollout state included, are the
+	// ones written) but its operation failed: what it serves is still what
+	// it served before. The caller must put the state back. Whether a retry
+	// helps is the wrapped error's to say.
+	ErrNotServed = errors.New("cloudrun: update stored but not served")
 )
 
 // transientCodes are the gRPC codes worth retrying.

@@ -94,8 +94,8 @@ func grpcCode(err error) codes.Code {
 // opError is the error a long-running operation finished with.
 type opError struct{ err error }
 
-func (e *opError) Error() string { return "operation failed: " + e.err.Error() }
-func (e *opError) Unwrap() error { return e.err }
+func (e *opError) Error() string   { return "operation failed: " + e.err.Error() }
+func (e *opError) Unwrap() []error { return []error{ErrNotServed, e.err} }
 
 // wait polls an update until it is done, at the client's poll interval.
 func (c *Client) wait(ctx context.Context, op *run.UpdateServiceOperation) error {

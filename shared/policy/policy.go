@@ -265,6 +265,12 @@ type Rollback struct {
 	Hook *Hook `yaml:"hook,omitempty"`
 }
 
+// MaxHookTimeout bounds rollback.hook.timeout. The hook runs inside one
+// delivery of the Rollback command, whose push deadline is 600 s
+// (events.AckDeadline); the hook and the two writes around it must finish
+// within it, or the command is delivered again while the hook still runs.
+const MaxHookTimeout = 9 * time.Minute
+
 // Hook is either an HTTP request to the service (Path) or a command (Command), never both.
 type Hook struct {
 	// Path is the request path on the service's URL, starting with '/'.
@@ -273,7 +279,8 @@ type Hook struct {
 	Method string `yaml:"method,omitempty"`
 	// Command is a program and its arguments, run without a shell.
 	Command []string `yaml:"command,omitempty"`
-	// Timeout bounds the request or command (default 5m, at most 60m).
+	// Timeout bounds the request or command (default 5m, at most
+	// MaxHookTimeout).
 	Timeout Duration `yaml:"timeout"`
 }
 

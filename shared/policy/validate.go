@@ -123,6 +123,7 @@ func (v *validator) service(path string, s *Service) {
 	v.backup(path+".backup", &s.Backup)
 	v.rollback(path+".rollback", &s.Rollback)
 	v.deadlines(path+".deadlines", &s.Deadlines)
+	v.hookDeadline(path, s)
 	v.intRange(path+".history", s.History, 1, 100)
 	v.intRange(path+".failedDigests", s.FailedDigests, 1, 100)
 }
@@ -413,9 +414,33 @@ func (v *validator) rollback(f string, r *Rollback) {
 			v.add(hf+".method", "applies only to a path hook")
 		}
 	}
-	if v.duration(hf+".timeout", h.Timeout, 1) && h.Timeout.Duration > time.Hour {
-		v.add(hf+".timeout", "must be at most 60m")
+	if v.duration(hf+".timeout", h.Timeout, 1) && h.Timeout.Duration > MaxHookTimeout {
+		v.add(hf+".timeout", fmt.Sprintf("must be at most %s (the hook runs inside one 10m delivery of the rollback)", fmtDur(MaxHookTimeout)))
 	}
+}
+
+// hookDeadline checks that the watchdog does not publish the rollback
+// again while its hook may still run.
+func (v *validator) hookDeadline(path string, s *Service) {
+	h := s.Rollback.Hook
+	if h == nil || !h.Timeout.Valid() || !s.Deadlines.Rollback.Valid() || h.Timeout.Duration <= 0 || h.Timeout.Duration > MaxHookTimeout || s.Deadlines.Rollback.Duration <= 0 {
+		return
+	}
+	if need := h.Timeout.Duration + time.Minute; s.Deadlines.Rollback.Duration < need {
+		v.add(path+".deadlines.rollback", fmt.Sprintf("must be at least rollback.hook.timeout + 1m (%s), or the watchdog publishes the rollback again while the hook still runs", fmtDur(need)))
+	}
+}
+
+// fmtDur writes 9m rather than 9m0s, 2h rather than 2h0m0s.
+func fmtDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func (v *validator) deadlines(f string, d *Deadlines) {

@@ -183,7 +183,11 @@ func TestValidateRules(t *testing.T) {
 		{"hook command empty", func(s *Service) { h := hook(s); h.Path, h.Method, h.Command = "", "", []string{""} }, p + ".rollback.hook.command[0]", "must name a program"},
 		{"hook command with method", func(s *Service) { h := hook(s); h.Path, h.Command = "", []string{"sync"} }, p + ".rollback.hook.method", "applies only to a path hook"},
 		{"hook timeout zero", func(s *Service) { hook(s).Timeout = Dur(0) }, p + ".rollback.hook.timeout", "must be greater than 0"},
-		{"hook timeout long", func(s *Service) { hook(s).Timeout = Dur(2 * time.Hour) }, p + ".rollback.hook.timeout", "must be at most 60m"},
+		{"hook timeout long", func(s *Service) { hook(s).Timeout = Dur(10 * time.Minute) }, p + ".rollback.hook.timeout", "must be at most 9m (the hook runs inside one 10m delivery of the rollback)"},
+		{"hook outlasts the rollback deadline", func(s *Service) {
+			hook(s).Timeout = Dur(9 * time.Minute)
+			s.Deadlines.Rollback = Dur(9 * time.Minute)
+		}, p + ".deadlines.rollback", "must be at least rollback.hook.timeout + 1m (10m), or the watchdog publishes the rollback again while the hook still runs"},
 
 		// deadlines
 		{"deadline backup", func(s *Service) { s.Deadlines.Backup = Dur(0) }, p + ".deadlines.backup", "must be greater than 0"},

@@ -11,10 +11,6 @@ import (
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
-// ErrSuperseding means a claim found another rollout in progress and asked
-// for its rollback; the claim is delivered again once that has ended.
-var ErrSuperseding = errors.New("superseding the rollout in progress")
-
 // Artifact handles an Artifact Registry notification: an INSERT with a
 // digest for a repository of configured services claims a rollout on each
 // of them. Deletions, tag-only notifications and unknown repositories are
@@ -62,11 +58,17 @@ func (e *Env) Release(ctx context.Context, c events.Command, published time.Time
 	}
 	if !pol.AllowsImage(ref.Repository) {
 		log.Warn("release ignored: repository not allowed for the service", "repository", ref.Repository)
-		return nil
+		// A queued push of it (the policy changed since) is dropped.
+		err := e.dequeue(ctx, pol.Name, ref.Digest, "repository "+ref.Repository+" is not allowed for the service")
+		return e.done(events.FunctionBackup, "release "+c.Service, err)
 	}
 	actor := c.Actor
 	if actor == "" {
 		actor = "operator"
+	}
+	if !c.Pushed.IsZero() {
+		// The release of a queued push: it is as old as the push.
+		published = c.Pushed
 	}
 	err = e.claim(ctx, pol, ref.Repository+"@"+ref.Digest, ref.Digest, published, c.Retry, actor)
 	return e.done(events.FunctionBackup, "release "+c.Service, err)
@@ -90,6 +92,7 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, image, digest stri
 		}
 	}
 	res := s.apply(c)
+	queued := s.svc.State.Pending != nil && s.svc.State.Pending.Digest == digest
 	switch res.Outcome {
 	case rollout.Applied:
 		if err := s.write(ctx, c, res.State); err != nil {
@@ -100,19 +103,62 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, image, digest stri
 		}
 		return nil
 	case rollout.Duplicate:
+		if queued {
+			return s.supersede(ctx)
+		}
 		return s.republishNext(ctx)
 	case rollout.Supersede:
-		r := s.svc.State.Rollout
-		rb := events.Command{
-			Type: events.CommandRollback, Service: pol.Name, Rollout: r.ID, Generation: s.svc.State.Generation,
-			Step: events.StepRollback, Reason: events.ReasonSuperseded, Actor: events.FunctionBackup,
+		// Queued in the state: acknowledged now, released when the
+		// rollout in progress has ended, however long its rollback takes.
+		q := c
+		q.Kind = rollout.Queue
+		if err := s.write(ctx, q, res.State); err != nil {
+			return err
 		}
-		if err := e.Bus.Command(ctx, rb); err != nil {
-			return fmt.Errorf("publish rollback of %s: %w", r.ID, err)
-		}
-		return fmt.Errorf("%w: %s", ErrSuperseding, res.Reason)
+		s.logger().Info("push queued: "+res.Reason, "image", image)
+		return s.supersede(ctx)
 	case rollout.Retry:
 		return fmt.Errorf("claim: %s", res.Reason)
+	case rollout.Rejected, rollout.Stale:
+		if queued {
+			return s.dequeue(ctx, digest, res.Reason)
+		}
 	}
 	return nil // stale, rejected: logged by apply
+}
+
+// supersede publishes the rollback (reason superseded) of the rollout a
+// queued push waits for, unless it is already rolling back: one rollback
+// however many times the push is delivered.
+func (s *step) supersede(ctx context.Context) error {
+	r := s.svc.State.Rollout
+	if r == nil || !r.Active() || r.Phase == rollout.RollingBack {
+		return nil
+	}
+	return s.publish(ctx, events.CommandRollback, 0, events.ReasonSuperseded)
+}
+
+// dequeue drops the queued push of digest on service: its claim was
+// refused for the reason given. Nothing else is dropped, and nothing
+// silently: the history and a needs-attention event say why.
+func (e *Env) dequeue(ctx context.Context, service, digest, why string) error {
+	s, err := e.open(ctx, events.FunctionBackup, service, Point{Kind: rollout.Dequeue})
+	if err != nil {
+		return err
+	}
+	if p := s.svc.State.Pending; p == nil || p.Digest != digest {
+		return nil
+	}
+	return s.dequeue(ctx, digest, why)
+}
+
+func (s *step) dequeue(ctx context.Context, digest, why string) error {
+	st := s.svc.State
+	d := rollout.Command{Kind: rollout.Dequeue, Rollout: st.Rollout.ID, Generation: st.Generation, Digest: digest, Reason: why, Actor: events.FunctionBackup}
+	res := s.apply(d)
+	if res.Outcome != rollout.Applied {
+		return nil
+	}
+	s.logger().Error("queued push dropped: "+why, "digest", digest)
+	return s.write(ctx, d, res.State)
 }

@@ -37,6 +37,7 @@ type CloudRun interface {
 	Rollback(ctx context.Context, svc *cloudrun.Service, next rollout.State) (*cloudrun.Service, error)
 	StableTemplate(ctx context.Context, svc *cloudrun.Service) (json.RawMessage, error)
 	WaitRevision(ctx context.Context, service, revision string) (*cloudrun.Revision, error)
+	Revision(ctx context.Context, service, revision string) (*cloudrun.Revision, error)
 }
 
 // Bus publishes commands and lifecycle events (publish.Bus).

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 
 	"google.golang.org/api/idtoken"
 
@@ -22,11 +21,9 @@ import (
 // calls it again. A non-2xx answer, a failed command or a timeout is an
 // error, and the rollback is delivered again.
 func (e *Env) runHook(ctx context.Context, h *policy.Hook, svc *cloudrun.Service) error {
-	timeout := h.Timeout.Duration
-	if timeout <= 0 {
-		timeout = 5 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// Bounded by the policy's timeout (at most policy.MaxHookTimeout, inside
+	// the rollback's delivery deadline) and by ctx's own deadline.
+	ctx, cancel := context.WithTimeout(ctx, min(hookTimeout(h), policy.MaxHookTimeout))
 	defer cancel()
 	if len(h.Command) > 0 {
 		cmd := exec.CommandContext(ctx, h.Command[0], h.Command[1:]...)

@@ -3,9 +3,13 @@ package release
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/cloudrun"
+	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
@@ -13,8 +17,26 @@ import (
 // revision and restores its template; then the post-rollback steps run and
 // a second write ends the rollout (rolled back, or superseded). Valid from
 // every non-terminal phase; delivered again it finishes what is left.
+//
+// The post-rollback hook runs under a lease kept in the state (taken in the
+// write that moves the traffic): however many rollbacks were published, and
+// however long the hook takes, one hook runs at a time. A rollback that
+// finds the lease held by another delivery is acknowledged; the holder
+// finishes, or its lease runs out and the watchdog publishes the rollback
+// again.
 func (e *Env) Rollback(ctx context.Context, c events.Command) error {
 	return e.done(events.FunctionRollback, "rollback "+c.Rollout, e.rollback(ctx, c))
+}
+
+// hookLeaseMargin is how much longer than its timeout a hook's lease lasts:
+// the writes around it.
+const hookLeaseMargin = 30 * time.Second
+
+func hookTimeout(h *policy.Hook) time.Duration {
+	if h.Timeout.Duration > 0 {
+		return h.Timeout.Duration
+	}
+	return 5 * time.Minute
 }
 
 func (e *Env) rollback(ctx context.Context, c events.Command) error {
@@ -26,33 +48,68 @@ func (e *Env) rollback(ctx context.Context, c events.Command) error {
 	if reason == "" {
 		reason = "rollback requested"
 	}
+	hook := s.pol.Rollback.Hook
 	cmd := rollout.Command{Kind: rollout.Rollback, Rollout: c.Rollout, Generation: c.Generation, Reason: reason, Actor: c.Actor}
+	if hook != nil {
+		cmd.Holder, cmd.Lease = e.holder(c.ID), hookTimeout(hook)+hookLeaseMargin
+	}
 	res := s.apply(cmd)
 	switch res.Outcome {
 	case rollout.Applied:
 		if err := s.write(ctx, cmd, res.State); err != nil {
+			if errors.Is(err, errPermanent) {
+				s.raise(ctx, fmt.Sprintf("rollback of %s could not be written: %v", c.Rollout, err))
+			}
 			return err
 		}
 	case rollout.Duplicate:
 	case rollout.Retry:
 		return errors.New("rollback: " + res.Reason)
 	default:
-		return nil
+		return nil // held by another delivery, stale, rejected: logged by apply
 	}
 	if s.svc.State.Rollout.Phase != rollout.RollingBack {
 		return nil
 	}
 	// Post-rollback steps: the policy's hook, now that the stable revision
 	// serves everything.
-	if h := s.pol.Rollback.Hook; h != nil {
-		if err := e.runHook(ctx, h, s.svc); err != nil {
+	if hook != nil {
+		if err := e.runHook(ctx, hook, s.svc); err != nil {
+			fail := rollout.Command{Kind: rollout.HookFailed, Rollout: c.Rollout, Generation: s.svc.State.Generation, Holder: cmd.Holder, Reason: err.Error(), Actor: events.FunctionRollback}
+			if res := s.apply(fail); res.Outcome == rollout.Applied {
+				// The hook may have used up ctx: the record gets its own.
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if werr := s.write(wctx, fail, res.State); werr != nil {
+					s.logger().Warn("could not record the hook failure", "error", werr.Error())
+				}
+			}
 			return err
 		}
-		s.logger().Info("post-rollback hook done", "hook", h.Path+strings.Join(h.Command, " "))
+		s.logger().Info("post-rollback hook done", "hook", hook.Path+strings.Join(hook.Command, " "))
 	}
-	done := rollout.Command{Kind: rollout.RollbackDone, Rollout: c.Rollout, Generation: s.svc.State.Generation, Actor: events.FunctionRollback}
-	if res := s.apply(done); res.Outcome == rollout.Applied {
-		return s.write(ctx, done, res.State)
+	return s.finishRollback(ctx, c.Rollout, cmd.Holder)
+}
+
+// finishRollback ends the rollout once its post-rollback steps are done. A
+// write that meets another (a push queued meanwhile, say) is decided again
+// on a fresh read rather than delivered again: delivered again, the hook
+// would run again.
+func (s *step) finishRollback(ctx context.Context, id, holder string) error {
+	for attempt := 1; ; attempt++ {
+		done := rollout.Command{Kind: rollout.RollbackDone, Rollout: id, Generation: s.svc.State.Generation, Holder: holder, Actor: events.FunctionRollback}
+		res := s.apply(done)
+		if res.Outcome != rollout.Applied {
+			return nil
+		}
+		err := s.write(ctx, done, res.State)
+		if !errors.Is(err, cloudrun.ErrConflict) || attempt == 5 {
+			return err
+		}
+		svc, rerr := s.crun.Read(ctx, s.svc.Name)
+		if rerr != nil {
+			return classify(rerr)
+		}
+		s.svc = svc
 	}
-	return nil
 }

@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/rollout"
@@ -36,9 +37,37 @@ func (e *Env) shift(ctx context.Context, c events.Command) error {
 	res := s.apply(cmd)
 	switch res.Outcome {
 	case rollout.Applied:
+		if kind == rollout.Shift {
+			if err := s.canaryReady(ctx, res.State); err != nil {
+				return err
+			}
+		}
 		return s.write(ctx, cmd, res.State)
 	case rollout.Retry:
 		return errors.New("shift: " + res.Reason)
 	}
 	return nil
+}
+
+// canaryReady checks, before traffic moves to the canary, that Cloud Run
+// has it Ready: a stage never advances on a revision that cannot serve
+// (an operator's promote while the canary is still starting, say). A
+// canary still starting is a transient error (the shift is delivered
+// again); one that failed is permanent, and Deploy fails the rollout.
+func (s *step) canaryReady(ctx context.Context, next rollout.State) error {
+	r := next.Rollout
+	if r == nil || r.Canary == "" {
+		return nil
+	}
+	rev, err := s.crun.Revision(ctx, s.svc.Name, r.Canary)
+	if err != nil {
+		return classify(fmt.Errorf("read canary %s: %w", r.Canary, err))
+	}
+	switch {
+	case rev.Ready:
+		return nil
+	case rev.Failed:
+		return permanent("canary %s failed (%s): traffic stays where it is", r.Canary, rev.Why())
+	}
+	return fmt.Errorf("canary %s is not ready yet: traffic stays where it is until it is", r.Canary)
 }

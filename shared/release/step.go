@@ -109,6 +109,9 @@ func (s *step) write(ctx context.Context, c rollout.Command, next rollout.State)
 	} else {
 		after, err = s.crun.SetTraffic(ctx, s.svc, next)
 	}
+	if errors.Is(err, cloudrun.ErrNotServed) {
+		return s.revert(ctx, c, next, err)
+	}
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", c.Kind, err))
 	}
@@ -118,6 +121,88 @@ func (s *step) write(ctx context.Context, c rollout.Command, next rollout.State)
 		return err
 	}
 	s.event(ctx, c)
+	s.releaseQueued(ctx)
+	return nil
+}
+
+// revert handles a write Cloud Run stored but could not serve (its
+// operation failed): the service now carries the new state while it
+// serves the old traffic. A second write puts the state (and the traffic)
+// back, with the reason in the history, so that nothing reads the step as
+// done. A rollback that was not served is delivered again; any other step
+// fails as the cause says.
+func (s *step) revert(ctx context.Context, c rollout.Command, next rollout.State, cause error) error {
+	prev := s.svc.State
+	s.logger().Error(fmt.Sprintf("%s stored by Cloud Run but not served; putting the state back: %v", c.Kind, cause), "command", string(c.Kind), "error", cause.Error())
+	svc, err := s.crun.Read(ctx, s.svc.Name)
+	if err != nil {
+		return fmt.Errorf("write %s: %v; read to put the state back: %w", c.Kind, cause, classify(err))
+	}
+	if svc.State.Generation != next.Generation || svc.State.Rollout == nil || next.Rollout == nil || svc.State.Rollout.ID != next.Rollout.ID {
+		// Someone wrote after us: their write is the state now.
+		return fmt.Errorf("write %s: %w (and the service changed since)", c.Kind, cause)
+	}
+	back := rollout.Revert(prev, svc.State, c, rootCause(cause), s.e.now(), Config(s.pol))
+	s.svc = svc
+	after, err := s.crun.SetTraffic(ctx, svc, back)
+	if err != nil {
+		return fmt.Errorf("write %s: %v; putting the state back: %w", c.Kind, cause, classify(err))
+	}
+	s.svc = after
+	if c.Kind == rollout.Rollback || c.Kind == rollout.RollbackDone {
+		// A rollback is never given up: deliver it again.
+		return fmt.Errorf("write %s not served: %w", c.Kind, cause)
+	}
+	return classify(fmt.Errorf("write %s not served: %w", c.Kind, cause))
+}
+
+// rootCause is the innermost message of err, for the history.
+func rootCause(err error) string {
+	for {
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if es := u.Unwrap(); len(es) > 0 {
+				next = es[len(es)-1]
+			}
+		}
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+// releaseQueued publishes the release of the queued push once the rollout
+// it waited for has ended. A lost publish is not lost work: the Scheduler
+// tick publishes it again while the push is queued.
+func (s *step) releaseQueued(ctx context.Context) {
+	st := s.svc.State
+	p := st.Pending
+	if p == nil || st.Rollout == nil || st.Rollout.Active() {
+		return
+	}
+	if err := s.publishRelease(ctx, p); err != nil {
+		s.logger().Warn("release of the queued push not published; the next tick publishes it: "+err.Error(), "image", p.Image)
+	}
+}
+
+// publishRelease publishes the release of a queued push.
+func (s *step) publishRelease(ctx context.Context, p *rollout.Pending) error {
+	c := events.Command{
+		Type: events.CommandRelease, Service: s.svc.Name, Generation: s.svc.State.Generation, Step: events.StepRelease,
+		Image: p.Image, Retry: p.Retry, Pushed: p.PublishTime, Actor: p.Actor,
+		Reason: fmt.Sprintf("queued behind rollout %s", s.svc.State.Rollout.ID),
+	}
+	if c.Actor == "" {
+		c.Actor = s.fn
+	}
+	if err := s.e.Bus.Command(ctx, c); err != nil {
+		return fmt.Errorf("publish release of %s: %w", p.Image, err)
+	}
+	s.logger().Info("queued push released", "image", p.Image)
 	return nil
 }
 
@@ -144,14 +229,46 @@ func (s *step) event(ctx context.Context, c rollout.Command) {
 	}
 	st := s.svc.State
 	r := st.Rollout
-	e := events.Lifecycle{
+	reason := r.Reason
+	switch c.Kind {
+	case rollout.Queue, rollout.Dequeue, rollout.Escalate:
+		// Not the rollout's own reason: what was queued, dropped or raised.
+		if n := len(st.History); n > 0 {
+			reason = st.History[n-1].Reason
+		}
+	}
+	s.publishEvent(ctx, events.Lifecycle{
 		Type: typ, Service: s.svc.Name, Rollout: r.ID, Generation: st.Generation, Phase: string(r.Phase),
 		Stage: r.Stage, Percent: r.Percent(), Image: r.Image, Canary: r.Canary, Stable: st.Stable,
-		Reason: r.Reason, Actor: c.Actor,
-	}
+		Reason: reason, Actor: c.Actor,
+	})
+}
+
+// publishEvent publishes a lifecycle event; a failure is logged.
+func (s *step) publishEvent(ctx context.Context, e events.Lifecycle) {
 	if err := s.e.Bus.Event(ctx, e); err != nil {
-		s.logger().Warn("lifecycle event not published", "event", string(typ), "error", err.Error())
+		s.logger().Warn("lifecycle event not published", "event", string(e.Type), "error", err.Error())
 	}
+}
+
+// raise tells an operator that coalmine gave up on something: an ERROR
+// log line naming what and why, and a needs-attention lifecycle event.
+func (s *step) raise(ctx context.Context, why string) {
+	s.logger().Error("needs attention: "+why, "reason", why)
+	s.attentionEvent(ctx, why)
+}
+
+// attentionEvent publishes a needs-attention lifecycle event.
+func (s *step) attentionEvent(ctx context.Context, why string) {
+	st := s.svc.State
+	e := events.Lifecycle{Type: events.EventNeedsAttention, Service: s.svc.Name, Generation: st.Generation, Reason: rollout.Clip(why, rollout.MaxReason), Actor: s.fn}
+	if r := st.Rollout; r != nil {
+		e.Rollout, e.Phase, e.Stage, e.Percent, e.Image, e.Canary, e.Stable = r.ID, string(r.Phase), r.Stage, r.Percent(), r.Image, r.Canary, st.Stable
+	}
+	if e.Rollout == "" {
+		e.Rollout, e.Phase = "none", "none"
+	}
+	s.publishEvent(ctx, e)
 }
 
 func lifecycleType(k rollout.Kind, p rollout.Phase) events.LifecycleType {
@@ -178,6 +295,10 @@ func lifecycleType(k rollout.Kind, p rollout.Phase) events.LifecycleType {
 		return events.EventPaused
 	case rollout.Resume:
 		return events.EventResumed
+	case rollout.Escalate, rollout.Dequeue:
+		return events.EventNeedsAttention
+	case rollout.Queue:
+		return events.EventQueued
 	case rollout.Rollback, rollout.RollbackDone:
 		switch p {
 		case rollout.RollingBack:

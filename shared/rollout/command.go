@@ -36,10 +36,29 @@ const (
 	Fail Kind = "fail"
 	// Republish records that the watchdog published a step's command again.
 	Republish Kind = "republish"
+	// HookFailed records a failed post-rollback hook and lets go of its
+	// lease, so that the redelivered rollback runs it again at once.
+	HookFailed Kind = "hook-failed"
+	// Escalate records that the watchdog stopped re-publishing a rollback
+	// that never applied; the rollout waits for an operator.
+	Escalate Kind = "escalate"
+	// Dequeue drops the queued push (State.Pending) that its claim refused.
+	Dequeue Kind = "dequeue"
 )
 
-// Kinds lists every kind.
-var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish}
+// Kinds lists every kind Apply takes.
+var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish, HookFailed, Escalate, Dequeue}
+
+// Kinds that only name history entries: no command of theirs goes
+// through Apply.
+const (
+	// Queue: a push was queued behind the rollout in progress (a claim whose
+	// outcome is Supersede).
+	Queue Kind = "queue"
+	// NotServed: Cloud Run stored a write but could not serve it, and the
+	// state went back to what it was (see Revert).
+	NotServed Kind = "not-served"
+)
 
 // Command is one input to the state machine.
 type Command struct {
@@ -71,8 +90,9 @@ type Command struct {
 	Revision string
 	Template json.RawMessage // the service template before the deploy
 
-	// BackupProgress and BackupDone. Lease is how long the holder keeps
-	// the backup (0: the default; negative: it lets go at once).
+	// BackupProgress and BackupDone, and Rollback with a post-rollback
+	// hook to run. Lease is how long the holder keeps the work (0: the
+	// default; negative: it lets go at once).
 	Holder string
 	Lease  time.Duration
 	Backup *Backup

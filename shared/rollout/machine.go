@@ -92,10 +92,14 @@ const (
 	// Retry: the command depends on state not visible yet; return an error
 	// so that Pub/Sub redelivers it.
 	Retry
-	// Supersede: a claim for a new digest met a rollout in progress; publish
-	// a rollback of that rollout (reason superseded) and retry the claim.
+	// Supersede: a claim for a new digest met a rollout in progress. The
+	// push is queued in the state (State.Pending): write the state, then
+	// publish a rollback of the rollout in progress (reason superseded)
+	// unless it is already rolling back, and acknowledge the push. The
+	// queued image is released once the rollout has ended.
 	Supersede
-	// Held: another worker holds the backup lease; acknowledge.
+	// Held: another worker holds the lease (backup or post-rollback
+	// steps); acknowledge.
 	Held
 )
 
@@ -131,6 +135,7 @@ type Result struct {
 //     arrives after it is stale.
 func Apply(s State, c Command, now time.Time, cfg Config) Result {
 	cfg = cfg.withDefaults()
+	c = bounded(c)
 	if c.Kind == Claim {
 		return claim(s, c, now, cfg)
 	}
@@ -177,8 +182,40 @@ func Apply(s State, c Command, now time.Time, cfg Config) Result {
 		return fail(s, c, now, cfg)
 	case Republish:
 		return republish(s, c, now, cfg)
+	case HookFailed:
+		return hookFailed(s, c, now, cfg)
+	case Escalate:
+		return escalate(s, c, now, cfg)
+	case Dequeue:
+		return dequeue(s, c, now, cfg)
 	}
 	return reject(s, fmt.Sprintf("unknown command kind %q", c.Kind))
+}
+
+// bounded clips every free text of c (see Clip), so that nothing a sender
+// writes can make the state too large to write.
+func bounded(c Command) Command {
+	c.Reason = Clip(c.Reason, MaxReason)
+	c.Actor = Clip(c.Actor, MaxActor)
+	c.Holder = Clip(c.Holder, MaxActor)
+	c.Step = Clip(c.Step, MaxActor)
+	if c.Backup != nil {
+		b := *c.Backup
+		b.LastError = Clip(b.LastError, MaxReason)
+		b.Progress = Clip(b.Progress, MaxReason)
+		b.Skipped = Clip(b.Skipped, MaxReason)
+		c.Backup = &b
+	}
+	return c
+}
+
+// addEntry appends e to the history and trims it to its cap.
+func addEntry(n *State, e Entry, cfg Config) {
+	e.Reason = Clip(e.Reason, MaxEntryReason)
+	n.History = append(n.History, e)
+	if over := len(n.History) - cfg.History; over > 0 {
+		n.History = append([]Entry(nil), n.History[over:]...)
+	}
 }
 
 func reject(s State, why string) Result  { return Result{Outcome: Rejected, State: s, Reason: why} }
@@ -200,7 +237,9 @@ func next(s State, c Command, now time.Time, cfg Config, p Phase, stage int) Res
 		r.StepStarted = now
 		r.Attempts = 0
 		r.Deadline = deadline(p, now, cfg.Deadlines)
+		r.LastError = ""
 	}
+	r.Escalated = ""
 	r.Phase, r.Stage = p, stage
 	if p.Terminal() {
 		r.Ended = now
@@ -213,13 +252,10 @@ func next(s State, c Command, now time.Time, cfg Config, p Phase, stage int) Res
 	// Lease renewals and chunk progress are not history: a long backup
 	// would push every other step out of the capped list.
 	if c.Kind != BackupProgress || s.Rollout.Phase != p {
-		n.History = append(n.History, Entry{
+		addEntry(&n, Entry{
 			Rollout: r.ID, Generation: n.Generation, At: now, Kind: c.Kind,
 			Phase: p, Stage: stage, Reason: c.Reason, Actor: c.Actor,
-		})
-	}
-	if over := len(n.History) - cfg.History; over > 0 {
-		n.History = append([]Entry(nil), n.History[over:]...)
+		}, cfg)
 	}
 	return Result{Outcome: Applied, State: n}
 }
@@ -273,6 +309,8 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		return reject(s, "claim names no service")
 	case c.Digest == "" || c.Image == "":
 		return reject(s, "claim names no image digest")
+	case len(c.Image) > MaxImage:
+		return reject(s, fmt.Sprintf("image reference is %d bytes long, more than %d", len(c.Image), MaxImage))
 	case len(c.Stages) == 0 || c.Stages[len(c.Stages)-1] != 100:
 		return reject(s, "claim has no stages ending at 100%")
 	}
@@ -302,13 +340,18 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 	if s.Failed(c.Digest) && !c.Retry {
 		return reject(s, fmt.Sprintf("digest %s failed on this service before; use retry to release it again", c.Digest))
 	}
+	p := s.Pending
 	if r != nil && r.Digest != c.Digest {
 		if !c.PublishTime.After(r.PublishTime) {
 			return stale(s, fmt.Sprintf("push published %s is older than rollout %s (%s)",
 				c.PublishTime.UTC().Format(time.RFC3339Nano), r.ID, r.PublishTime.UTC().Format(time.RFC3339Nano)))
 		}
+		if p != nil && p.Digest != c.Digest && !c.PublishTime.After(p.PublishTime) {
+			return stale(s, fmt.Sprintf("push published %s is older than the queued push of %s (%s)",
+				c.PublishTime.UTC().Format(time.RFC3339Nano), p.Digest, p.PublishTime.UTC().Format(time.RFC3339Nano)))
+		}
 		if r.Active() {
-			return Result{Outcome: Supersede, State: s, Reason: fmt.Sprintf("rollout %s (%s) is in progress and is superseded by %s", r.ID, r.Phase, c.Digest)}
+			return queue(s, c, now, cfg)
 		}
 	}
 	if c.Retry && attempt == 1 {
@@ -323,6 +366,15 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		return reject(s, "no stable revision: the service must serve one revision at 100% before a rollout (its traffic is split, or it has none)")
 	}
 	n := s.Clone()
+	if p != nil {
+		// This claim takes the queue's place: it is the queued push, or a
+		// newer one that supersedes it before it began.
+		n.Pending = nil
+		if p.Digest != c.Digest && r != nil {
+			addEntry(&n, Entry{Rollout: r.ID, Generation: s.Generation + 1, At: now, Kind: Dequeue, Phase: r.Phase, Stage: r.Stage,
+				Reason: fmt.Sprintf("queued %s dropped: %s is newer", p.Digest, c.Digest), Actor: c.Actor}, cfg)
+		}
+	}
 	n.Service = c.Service
 	n.Stable = stable
 	phase := BackingUp
@@ -342,6 +394,41 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		Stable: stable, Started: now,
 	}
 	return next(n, c, now, cfg, phase, 0)
+}
+
+// queue records a push that arrived while rollout r is in progress: the
+// rollout is superseded and the push waits in the state until it has ended.
+// A newer push replaces an older queued one.
+func queue(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	if p := s.Pending; p != nil && p.Digest == c.Digest {
+		return already(s, fmt.Sprintf("%s is already queued behind rollout %s (%s)", c.Digest, r.ID, r.Phase))
+	}
+	n := s.Clone()
+	n.Generation++
+	why := fmt.Sprintf("%s queued behind rollout %s (%s), which is superseded", c.Digest, r.ID, r.Phase)
+	if p := s.Pending; p != nil {
+		why += fmt.Sprintf("; it replaces the queued %s", p.Digest)
+	}
+	n.Pending = &Pending{Image: c.Image, Digest: c.Digest, PublishTime: c.PublishTime, Retry: c.Retry, Actor: c.Actor, Queued: now}
+	addEntry(&n, Entry{Rollout: r.ID, Generation: n.Generation, At: now, Kind: Queue, Phase: r.Phase, Stage: r.Stage, Reason: why, Actor: c.Actor}, cfg)
+	return Result{Outcome: Supersede, State: n, Reason: why}
+}
+
+// dequeue drops the queued push of c.Digest, whose claim was refused (the
+// reason says why).
+func dequeue(s State, c Command, now time.Time, cfg Config) Result {
+	p := s.Pending
+	if p == nil || p.Digest != c.Digest {
+		return stale(s, fmt.Sprintf("no queued push of %s", c.Digest))
+	}
+	n := s.Clone()
+	n.Generation++
+	n.Pending = nil
+	r := n.Rollout
+	addEntry(&n, Entry{Rollout: r.ID, Generation: n.Generation, At: now, Kind: Dequeue, Phase: r.Phase, Stage: r.Stage,
+		Reason: fmt.Sprintf("queued %s dropped: %s", p.Digest, c.Reason), Actor: c.Actor}, cfg)
+	return Result{Outcome: Applied, State: n}
 }
 
 func begin(s State, c Command, now time.Time, cfg Config) Result {
@@ -385,7 +472,13 @@ func backupProgress(s State, c Command, now time.Time, cfg Config) Result {
 	nr := res.State.Rollout
 	nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(lease)}
 	nr.Deadline = now.Add(max(lease, cfg.Deadlines.Lease))
-	nr.Attempts = 0
+	// Only a chunk that got somewhere resets the watchdog's count: taking
+	// the lease, or letting go of it after a failure, is no progress, or a
+	// backup against a database that is down would never run out of
+	// attempts.
+	if c.Backup != nil && c.Backup.LastError == "" {
+		nr.Attempts = 0
+	}
 	if c.Backup != nil {
 		b := *c.Backup
 		nr.Backup = &b
@@ -523,7 +616,9 @@ func rollback(s State, c Command, now time.Time, cfg Config) Result {
 	r := s.Rollout
 	superseded := c.Reason == "superseded"
 	switch r.Phase {
-	case RollingBack, RolledBack, Superseded:
+	case RollingBack:
+		return takeHookLease(s, c, now, cfg)
+	case RolledBack, Superseded:
 		return already(s, "already "+string(r.Phase))
 	case Promoted, Failed:
 		return finished(s)
@@ -536,8 +631,93 @@ func rollback(s State, c Command, now time.Time, cfg Config) Result {
 		}
 	}
 	res := next(s, c, now, cfg, RollingBack, r.Stage)
-	res.State.Rollout.Lease = nil
+	nr := res.State.Rollout
+	nr.Lease = nil
+	if c.Holder != "" {
+		nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(hookLease(c, cfg))}
+		nr.Deadline = later(nr.Deadline, nr.Lease.Expires)
+	}
 	return res
+}
+
+// hookLease is how long a holder keeps the post-rollback steps.
+func hookLease(c Command, cfg Config) time.Duration {
+	if c.Lease > 0 {
+		return c.Lease
+	}
+	return cfg.Deadlines.RollingBack
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// takeHookLease handles a rollback delivered again while rolling back.
+// Without a holder (no post-rollback hook) it is a duplicate. With one, it
+// takes the lease on the post-rollback steps unless another holder's lease
+// is live: one hook runs at a time, however many rollbacks were published.
+func takeHookLease(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	if c.Holder == "" {
+		return already(s, "already "+string(r.Phase))
+	}
+	if l := r.Lease; l != nil && now.Before(l.Expires) {
+		if l.Holder == c.Holder {
+			return already(s, "post-rollback steps already held by this command")
+		}
+		return Result{Outcome: Held, State: s, Reason: fmt.Sprintf("post-rollback steps held by %s until %s", l.Holder, l.Expires.UTC().Format(time.RFC3339))}
+	}
+	n := s.Clone()
+	n.Generation++
+	nr := n.Rollout
+	nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(hookLease(c, cfg))}
+	nr.Deadline = later(nr.Deadline, nr.Lease.Expires)
+	return Result{Outcome: Applied, State: n}
+}
+
+// hookFailed records a failed post-rollback hook and lets go of the lease.
+func hookFailed(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case r.Phase != RollingBack:
+		return stale(s, "not rolling back: rollout "+string(r.Phase))
+	case c.Holder == "":
+		return reject(s, "hook failure names no lease holder")
+	}
+	if l := r.Lease; l != nil && l.Holder != c.Holder && now.Before(l.Expires) {
+		return Result{Outcome: Held, State: s, Reason: fmt.Sprintf("post-rollback steps held by %s", l.Holder)}
+	}
+	n := s.Clone()
+	n.Generation++
+	n.Rollout.Lease = nil
+	n.Rollout.LastError = c.Reason
+	return Result{Outcome: Applied, State: n}
+}
+
+// escalate records that the watchdog gave up re-publishing a rollback of a
+// rollout that still has traffic: it stops acting (no deadline) until an
+// operator does something, which clears it.
+func escalate(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case r.Phase.Terminal():
+		return finished(s)
+	case r.Escalated != "":
+		return already(s, "already escalated: "+r.Escalated)
+	}
+	n := s.Clone()
+	n.Generation++
+	nr := n.Rollout
+	nr.Escalated = c.Reason
+	if nr.Escalated == "" {
+		nr.Escalated = "escalated"
+	}
+	nr.Deadline = time.Time{}
+	addEntry(&n, Entry{Rollout: nr.ID, Generation: n.Generation, At: now, Kind: Escalate, Phase: nr.Phase, Stage: nr.Stage, Reason: c.Reason, Actor: c.Actor}, cfg)
+	return Result{Outcome: Applied, State: n}
 }
 
 // undo ends a rollout that is being rolled back (or never deployed).
@@ -557,6 +737,9 @@ func rollbackDone(s State, c Command, now time.Time, cfg Config) Result {
 	r := s.Rollout
 	switch r.Phase {
 	case RollingBack:
+		if l := r.Lease; l != nil && c.Holder != "" && l.Holder != c.Holder && now.Before(l.Expires) {
+			return Result{Outcome: Held, State: s, Reason: fmt.Sprintf("post-rollback steps held by %s", l.Holder)}
+		}
 		if c.Reason == "" {
 			c.Reason = r.Reason
 		}
@@ -606,4 +789,21 @@ func republish(s State, c Command, now time.Time, cfg Config) Result {
 	}
 	nr.Deadline = wait
 	return res
+}
+
+// Revert returns the state to write when Cloud Run stored written (prev
+// with c applied) but could not serve it: the update's operation failed, so
+// the traffic served is still prev's. The result is prev's content one
+// generation after written, with a history entry saying which step was not
+// served and why, so that no step counts as done that did not happen.
+func Revert(prev, written State, c Command, why string, now time.Time, cfg Config) State {
+	cfg = cfg.withDefaults()
+	n := prev.Clone()
+	n.Generation = written.Generation + 1
+	e := Entry{Generation: n.Generation, At: now, Kind: NotServed, Reason: fmt.Sprintf("%s not served by Cloud Run: %s", c.Kind, why), Actor: Clip(c.Actor, MaxActor)}
+	if r := n.Rollout; r != nil {
+		e.Rollout, e.Phase, e.Stage = r.ID, r.Phase, r.Stage
+	}
+	addEntry(&n, e, cfg)
+	return n
 }

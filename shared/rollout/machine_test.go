@@ -90,6 +90,12 @@ func commandFor(s State, k Kind) Command {
 		c.Step = StepDeploy
 	case Rollback:
 		c.Reason = "operator abort"
+	case HookFailed:
+		c.Holder, c.Reason = "w1", "post-rollback hook: status 500"
+	case Escalate:
+		c.Reason = "rollback never applied"
+	case Dequeue:
+		c.Digest, c.Reason = digestB, "refused"
 	}
 	return c
 }
@@ -106,66 +112,77 @@ var table = map[fixture]map[Kind]want{
 		BackupDone: {Rejected, ""}, CanaryCreated: {Rejected, ""}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Waiting},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Waiting}, Dequeue: {Stale, ""},
 	},
 	fixture(BackingUp): {
 		Claim: {Duplicate, ""}, Begin: {Duplicate, ""}, BackupProgress: {Applied, BackingUp},
 		BackupDone: {Applied, Deploying}, CanaryCreated: {Rejected, ""}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, BackingUp},
+		HookFailed: {Stale, ""}, Escalate: {Applied, BackingUp}, Dequeue: {Stale, ""},
 	},
 	deployingNoCanary: {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Duplicate, ""},
 		BackupDone: {Duplicate, ""}, CanaryCreated: {Applied, Deploying}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Deploying},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""},
 	},
 	fixture(Deploying): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Duplicate, ""},
 		BackupDone: {Duplicate, ""}, CanaryCreated: {Duplicate, ""}, Shift: {Applied, Progressing},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Deploying},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""},
 	},
 	fixture(Progressing): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Applied, Progressing},
 		Pause: {Applied, Paused}, Resume: {Duplicate, ""}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Rejected, ""}, Republish: {Applied, Progressing},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Progressing}, Dequeue: {Stale, ""},
 	},
 	fixture(Paused): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Rejected, ""},
 		Pause: {Duplicate, ""}, Resume: {Applied, Progressing}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Rejected, ""}, Republish: {Applied, Paused},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Paused}, Dequeue: {Stale, ""},
 	},
 	fixture(Promoted): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Duplicate, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
 	},
 	fixture(RollingBack): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Applied, RolledBack}, Fail: {Stale, ""}, Republish: {Applied, RollingBack},
+		HookFailed: {Applied, RollingBack}, Escalate: {Applied, RollingBack}, Dequeue: {Stale, ""},
 	},
 	fixture(RolledBack): {
 		Claim: {Rejected, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Duplicate, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
 	},
 	fixture(Failed): {
 		Claim: {Rejected, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Duplicate, ""}, Republish: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
 	},
 	fixture(Superseded): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Duplicate, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
 	},
 }
 
@@ -222,9 +239,9 @@ func checkApplied(t *testing.T, before, after State, phase Phase, kind ...Kind) 
 	if got := after.Rollout.Phase; got != phase {
 		t.Errorf("phase = %s, want %s", got, phase)
 	}
-	if before.Rollout != nil && before.Rollout.Phase == phase && len(kind) > 0 && kind[0] == BackupProgress {
+	if len(kind) > 0 && (kind[0] == HookFailed || (kind[0] == BackupProgress && before.Rollout != nil && before.Rollout.Phase == phase)) {
 		if len(after.History) != len(before.History) {
-			t.Errorf("a lease renewal went into the history")
+			t.Errorf("a lease renewal or release went into the history")
 		}
 		return
 	}
@@ -234,7 +251,7 @@ func checkApplied(t *testing.T, before, after State, phase Phase, kind ...Kind) 
 	if e := after.History[len(after.History)-1]; e.Generation != after.Generation || e.Phase != phase {
 		t.Errorf("last history entry = %+v, want generation %d phase %s", e, after.Generation, phase)
 	}
-	if phase.Terminal() != after.Rollout.Deadline.IsZero() {
+	if escalated := len(kind) > 0 && kind[0] == Escalate; !escalated && phase.Terminal() != after.Rollout.Deadline.IsZero() {
 		t.Errorf("phase %s has deadline %v", phase, after.Rollout.Deadline)
 	}
 	if _, err := Encode(after); err != nil {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,26 @@ type State struct {
 	// FailedDigests holds the digests that failed or were rolled back on
 	// this service, oldest first; a push of one is ignored unless retried.
 	FailedDigests []string `json:"failed,omitempty"`
+	// Pending is the newest push that arrived while the rollout was in
+	// progress: the rollout is superseded (rolled back) and this image is
+	// released as soon as it has ended. Nil when nothing waits.
+	Pending *Pending `json:"pending,omitempty"`
+}
+
+// Pending is a push queued behind the rollout in progress. It is kept in
+// the state, not in a redelivered message, so it survives a rollback of any
+// length: the function that ends the rollout publishes its release, and the
+// Scheduler tick publishes it again until a claim takes it (or refuses it,
+// which drops it with the reason in the history).
+type Pending struct {
+	Image  string `json:"image"`
+	Digest string `json:"digest"`
+	// PublishTime of the push; an older push arriving later is stale.
+	PublishTime time.Time `json:"published"`
+	Retry       bool      `json:"retry,omitempty"`
+	Actor       string    `json:"actor,omitempty"`
+	// Queued is when it was queued.
+	Queued time.Time `json:"queued"`
 }
 
 // Rollout is one attempt to release one image.
@@ -74,8 +95,15 @@ type Rollout struct {
 	// Deadline is when the watchdog looks at the step next.
 	Deadline time.Time `json:"deadline,omitempty"`
 	// Attempts counts watchdog re-publications in the current step.
-	Attempts int       `json:"attempts,omitempty"`
-	Ended    time.Time `json:"ended,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
+	// LastError is the last failure of the post-rollback hook, kept for
+	// the watchdog's reason.
+	LastError string `json:"lastError,omitempty"`
+	// Escalated says why the watchdog stopped acting on this rollout (a
+	// rollback published again and again never applied); an operator must
+	// look. Any later step clears it.
+	Escalated string    `json:"escalated,omitempty"`
+	Ended     time.Time `json:"ended,omitempty"`
 }
 
 // Lease marks the backup worker that owns a running backup.
@@ -126,6 +154,10 @@ func (s State) Clone() State {
 	}
 	c.History = append([]Entry(nil), s.History...)
 	c.FailedDigests = append([]string(nil), s.FailedDigests...)
+	if s.Pending != nil {
+		p := *s.Pending
+		c.Pending = &p
+	}
 	return c
 }
 
@@ -145,17 +177,41 @@ var ErrCorrupt = errors.New("rollout state annotation is corrupt")
 // ErrTooLarge means the encoded state exceeds MaxEncodedSize.
 var ErrTooLarge = errors.New("rollout state too large")
 
-// Encode returns the annotation value for s.
+// Encode returns the annotation value for s. The JSON is written without
+// HTML escaping (a '<' costs one byte, not six). A state over MaxEncodedSize
+// loses its oldest history entries until it fits: the history is a record
+// for people, the rollout is what every step needs, and a rollback must
+// never be refused for the size of what came before it. ErrTooLarge is left
+// for a state too large even with no history at all.
 func Encode(s State) (string, error) {
 	s.V = StateVersion
-	b, err := json.Marshal(s)
+	b, err := marshal(s)
 	if err != nil {
-		return "", fmt.Errorf("encode rollout state: %w", err)
+		return "", err
+	}
+	if len(b) > MaxEncodedSize && len(s.History) > 0 {
+		s.History = append([]Entry(nil), s.History...)
+		for len(b) > MaxEncodedSize && len(s.History) > 0 {
+			s.History = s.History[1:]
+			if b, err = marshal(s); err != nil {
+				return "", err
+			}
+		}
 	}
 	if len(b) > MaxEncodedSize {
 		return "", fmt.Errorf("encode rollout state: %d bytes, limit %d: %w", len(b), MaxEncodedSize, ErrTooLarge)
 	}
 	return string(b), nil
+}
+
+func marshal(s State) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("encode rollout state: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Decode parses an annotation value. An empty value is the zero State: the

@@ -87,9 +87,10 @@ func (w *walk) cmd(k Kind) Command {
 func (w *walk) apply(c Command) Result {
 	w.t.Helper()
 	res := Apply(w.s, c, w.now, w.cfg)
-	w.trace = append(w.trace, fmt.Sprintf("%s %s gen=%d stage=%d manual=%v reason=%q -> %v %s",
-		c.Kind, c.Rollout, c.Generation, c.Stage, c.Manual, c.Reason, res.Outcome, res.Reason))
-	if res.Outcome != Applied {
+	w.trace = append(w.trace, fmt.Sprintf("%s %s %s gen=%d stage=%d manual=%v reason=%q -> %v %s",
+		c.Kind, c.Rollout, c.Digest, c.Generation, c.Stage, c.Manual, c.Reason, res.Outcome, res.Reason))
+	// Applied, and a queued claim (Supersede), are written.
+	if res.Outcome != Applied && res.Outcome != Supersede {
 		return res
 	}
 	if res.State.Generation != w.s.Generation+1 {
@@ -106,7 +107,19 @@ func (w *walk) apply(c Command) Result {
 	w.s = dec
 	w.writes++
 	w.check()
+	// The function that ends a rollout publishes the queued push's release
+	// after its write (unless it dies first: the tick publishes it then).
+	if r := w.s.Rollout; r != nil && !r.Active() && w.s.Pending != nil && w.rng.Float64() < 0.9 {
+		w.publish(msg{wClaim, w.pendingClaim()})
+	}
 	return res
+}
+
+// pendingClaim is the release the queued push becomes.
+func (w *walk) pendingClaim() Command {
+	p := w.s.Pending
+	return Command{Kind: Claim, Service: "web", Image: p.Image, Digest: p.Digest, PublishTime: p.PublishTime,
+		Stages: []int{10, 30, 50, 100}, Retry: p.Retry, Actor: "sim"}
 }
 
 func (w *walk) check() {
@@ -131,6 +144,9 @@ func (w *walk) check() {
 	}
 	if sum != 100 || stable != 1 {
 		w.fail("traffic %v: sum %d, %d stable tags", s.Traffic(), sum, stable)
+	}
+	if p := s.Pending; p != nil && (r == nil || p.Digest == r.Digest) {
+		w.fail("queued push %s with rollout %v", p.Digest, r)
 	}
 	if r == nil {
 		return
@@ -183,12 +199,22 @@ func (w *walk) handle(m msg) {
 				w.publish(msg{wBackup, w.cmd(BackupProgress)})
 			}
 		case Duplicate:
+			if p := w.s.Pending; p != nil && p.Digest == c.Digest {
+				w.supersede()
+				return
+			}
 			w.republishNext()
 		case Supersede:
-			rb := w.cmd(Rollback)
-			rb.Reason = "superseded"
-			w.publish(msg{wRollback, rb})
-			w.publish(m) // returned an error: redelivered
+			if w.crashed(m) {
+				return
+			}
+			w.supersede()
+		case Rejected, Stale:
+			if p := w.s.Pending; p != nil && p.Digest == c.Digest {
+				d := w.cmd(Dequeue)
+				d.Digest, d.Reason = c.Digest, res.Reason
+				w.apply(d)
+			}
 		case Retry:
 			w.publish(m)
 		}
@@ -278,6 +304,16 @@ func (w *walk) handle(m msg) {
 		case Retry:
 			w.publish(m)
 		}
+	}
+}
+
+// supersede publishes the rollback of the rollout a queued push waits
+// for, unless it is already rolling back.
+func (w *walk) supersede() {
+	if r := w.s.Rollout; r.Active() && r.Phase != RollingBack {
+		rb := w.cmd(Rollback)
+		rb.Reason = "superseded"
+		w.publish(msg{wRollback, rb})
 	}
 }
 
@@ -377,7 +413,7 @@ func (w *walk) drain() {
 func TestRandomWalk(t *testing.T) {
 	const walks = 10000
 	phases := map[Phase]int{}
-	writes := 0
+	writes, queued := 0, 0
 	for seed := int64(1); seed <= walks; seed++ {
 		w := newWalk(t, seed)
 		w.push(false)
@@ -386,7 +422,7 @@ func TestRandomWalk(t *testing.T) {
 		}
 		w.drain()
 		// Commands stop coming; only the Scheduler tick runs now.
-		for tick := 0; w.s.Rollout != nil && w.s.Rollout.Active(); tick++ {
+		for tick := 0; w.s.Rollout != nil && (w.s.Rollout.Active() || w.s.Pending != nil); tick++ {
 			if tick > 500 {
 				w.fail("seed %d: rollout %s still %s after %d ticks", seed, w.s.Rollout.ID, w.s.Rollout.Phase, tick)
 			}
@@ -406,6 +442,8 @@ func TestRandomWalk(t *testing.T) {
 				rb := w.cmd(Rollback)
 				rb.Reason = wd.Reason
 				w.publish(msg{wRollback, rb})
+			case StepRelease:
+				w.publish(msg{wClaim, w.pendingClaim()})
 			}
 			w.drain()
 		}
@@ -415,6 +453,11 @@ func TestRandomWalk(t *testing.T) {
 		r := w.s.Rollout
 		phases[r.Phase]++
 		writes += w.writes
+		for _, e := range w.s.History {
+			if e.Kind == Queue {
+				queued++
+			}
+		}
 		want := r.Stable
 		if r.Phase == Promoted {
 			want = r.Canary
@@ -423,7 +466,10 @@ func TestRandomWalk(t *testing.T) {
 			w.fail("seed %d: ended %s with stable %s, want %s", seed, r.Phase, w.s.Stable, want)
 		}
 	}
-	t.Logf("%d walks, %d writes; final phases: %v", walks, writes, phases)
+	t.Logf("%d walks, %d writes, %d pushes queued; final phases: %v", walks, writes, queued, phases)
+	if queued == 0 {
+		t.Errorf("no push was ever queued: the walk does not explore supersession")
+	}
 	for _, p := range []Phase{Promoted, RolledBack, Failed} {
 		if phases[p] == 0 {
 			t.Errorf("no walk ended %s: the walk does not explore enough", p)

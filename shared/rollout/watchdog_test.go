@@ -29,7 +29,14 @@ func TestWatchdog(t *testing.T) {
 		{"deploying, retries used", fixture(Deploying), func(s *State) { s.Rollout.Attempts = d.Retries }, time.Second, true, Fail, ""},
 		{"progressing in time", fixture(Progressing), nil, -time.Second, true, "", ""},
 		{"progressing too long", fixture(Progressing), nil, time.Second, true, Republish, StepRollback},
-		{"progressing, rollback lost", fixture(Progressing), func(s *State) { s.Rollout.Attempts = 9 }, time.Second, true, Republish, StepRollback},
+		{"progressing, rollback lost", fixture(Progressing), func(s *State) { s.Rollout.Attempts = d.Retries }, time.Second, true, Republish, StepRollback},
+		{"progressing, rollback never applies", fixture(Progressing), func(s *State) { s.Rollout.Attempts = d.Retries + 1 }, time.Second, true, Escalate, ""},
+		{"escalated", fixture(Progressing), func(s *State) {
+			s.Rollout.Attempts, s.Rollout.Escalated, s.Rollout.Deadline = d.Retries+1, "stuck", time.Time{}
+		}, 1000 * time.Hour, true, "", ""},
+		{"rolled back with a queued push", fixture(RolledBack), func(s *State) {
+			s.Pending = &Pending{Image: imageB, Digest: digestB, PublishTime: t0}
+		}, time.Minute, true, "", StepRelease},
 		{"paused too long", fixture(Paused), nil, time.Second, true, Republish, StepRollback},
 		{"rolling back late", fixture(RollingBack), nil, time.Second, true, Republish, StepRollback},
 		{"rolling back, retries used", fixture(RollingBack), func(s *State) { s.Rollout.Attempts = d.Retries }, time.Second, true, RollbackDone, ""},

@@ -157,9 +157,10 @@ SERVICE, every service in the policy.`,
 		summary: "Put a backup back: the database and the Cloud Storage objects (dry run unless --yes).",
 		detail: `Restores the backup taken before rollout ID (default: the newest complete backup). Both the
 database and the objects are restored unless --database or --storage picks one. Objects written
-after the backup are listed, and deleted only with --delete-new. Without --yes it prints what it
-would do and changes nothing. It refuses while a rollout is in progress (abort it first) unless
---force.`,
+after the backup are listed, and deleted only with --delete-new. Before it changes anything it
+checks the whole backup (every copy against the manifest, the database backup read through): a
+damaged backup changes nothing. Without --yes it checks, prints what it would do and changes
+nothing. It refuses while a rollout is in progress (abort it first) unless --force.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&id, "rollout", "", "the rollout whose backup to restore (default: the newest)")
 			fs.BoolVar(&onlyDB, "database", false, "restore the database only")
@@ -202,6 +203,7 @@ would do and changes nothing. It refuses while a rollout is in progress (abort i
 				fmt.Fprintf(a.stdout, "dry run: nothing changes without --yes\n")
 			}
 			printSummary(a.stdout, s)
+			fmt.Fprintf(a.stdout, "checking the whole backup before changing anything (every copy read back, the database backup read through) ...\n")
 			rep, err := runner.Restore(ctx, pol, s, o)
 			printRestore(a.stdout, rep, o)
 			if err != nil {

@@ -53,6 +53,9 @@ func registerOperator(o operatorCommand) {
 			if err != nil {
 				return err
 			}
+			if len(cmd.Reason) > rollout.MaxReason {
+				fmt.Fprintf(a.stderr, "note: the reason is %d bytes; the rollout keeps the first %d\n", len(cmd.Reason), rollout.MaxReason)
+			}
 			cmd.Service, cmd.Actor = svc.Name, actor()
 			cmd.Generation = svc.State.Generation
 			bus, err := t.bus(ctx)
@@ -93,7 +96,8 @@ also moves a paused rollout on.`,
 			}
 			switch {
 			case r.Phase == rollout.Progressing, r.Phase == rollout.Paused:
-			case r.Phase == rollout.Deploying && r.Canary != "":
+			case r.Phase == rollout.Deploying:
+				return events.Command{}, fmt.Errorf("the canary of rollout %s is still starting (deploying): it takes stage 1 by itself once Cloud Run has it Ready; promote it then", r.ID)
 			default:
 				return events.Command{}, fmt.Errorf("nothing to promote yet: rollout %s is %s", r.ID, r.Phase)
 			}

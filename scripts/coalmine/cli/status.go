@@ -78,9 +78,18 @@ func printStatus(w io.Writer, svc *cloudrun.Service, history int) {
 		if r.Backup != nil {
 			fmt.Fprintf(w, "  backup     %s\n", backupLine(r.Backup))
 		}
+		if r.LastError != "" {
+			fmt.Fprintf(w, "  last error %s\n", oneLine(r.LastError, 0))
+		}
+		if r.Escalated != "" {
+			fmt.Fprintf(w, "  ATTENTION  %s\n", oneLine(r.Escalated, 0))
+		}
 		if !r.Deadline.IsZero() {
 			fmt.Fprintf(w, "  deadline   %s (watchdog attempts %d)\n", r.Deadline.Local().Format(time.DateTime), r.Attempts)
 		}
+	}
+	if p := st.Pending; p != nil {
+		fmt.Fprintf(w, "  queued     %s (pushed %s; released once the rollout above has ended)\n", p.Image, p.PublishTime.Local().Format(time.DateTime))
 	}
 	fmt.Fprintf(w, "  stable     %s\n", orDash(svc.Stable()))
 	fmt.Fprintf(w, "  template   %s\n", svc.Image)
