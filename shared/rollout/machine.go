@@ -341,14 +341,14 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		return reject(s, fmt.Sprintf("digest %s failed on this service before; use retry to release it again", c.Digest))
 	}
 	p := s.Pending
+	if p != nil && p.Digest != c.Digest && !c.PublishTime.After(p.PublishTime) {
+		return stale(s, fmt.Sprintf("push published %s is older than the queued push of %s (%s)",
+			c.PublishTime.UTC().Format(time.RFC3339Nano), p.Digest, p.PublishTime.UTC().Format(time.RFC3339Nano)))
+	}
 	if r != nil && r.Digest != c.Digest {
 		if !c.PublishTime.After(r.PublishTime) {
 			return stale(s, fmt.Sprintf("push published %s is older than rollout %s (%s)",
 				c.PublishTime.UTC().Format(time.RFC3339Nano), r.ID, r.PublishTime.UTC().Format(time.RFC3339Nano)))
-		}
-		if p != nil && p.Digest != c.Digest && !c.PublishTime.After(p.PublishTime) {
-			return stale(s, fmt.Sprintf("push published %s is older than the queued push of %s (%s)",
-				c.PublishTime.UTC().Format(time.RFC3339Nano), p.Digest, p.PublishTime.UTC().Format(time.RFC3339Nano)))
 		}
 		if r.Active() {
 			return queue(s, c, now, cfg)

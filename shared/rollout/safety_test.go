@@ -347,6 +347,11 @@ func TestQueue(t *testing.T) {
 		t.Fatalf("the rollback's end lost the queue: %v %+v", done.Outcome, done.State.Pending)
 	}
 	s = done.State
+	retryA := Command{Kind: Claim, Service: "web", Image: imageA, Digest: digestA, PublishTime: t0.Add(90 * time.Second),
+		Stages: stages, Stable: s.Stable, WindowOpen: true, Retry: true}
+	if got := Apply(s, retryA, t0.Add(3*time.Minute), cfg); got.Outcome != Stale {
+		t.Errorf("a retry of the rolled-back digest published before the queued push: %v (%s), want stale", got.Outcome, got.Reason)
+	}
 	if w := Watchdog(s, t0.Add(time.Hour), true, cfg); w.Publish != StepRelease {
 		t.Errorf("watchdog with a queued push: %+v, want a release", w)
 	}
