@@ -315,9 +315,14 @@ func reasonOf(v view) string {
 	return v.state.Rollout.Reason
 }
 
+// waitPhase waits until the state is at phase p and stage, and Cloud Run
+// has finished applying it: the state is written with the update, the
+// traffic it describes is served once the update is reconciled.
 func (h *harness) waitPhase(p rollout.Phase, stage int) view {
 	h.t.Helper()
-	return h.waitFor(fmt.Sprintf("phase %s stage %d", p, stage), func(v view) bool { return v.phase() == p && v.stage() == stage })
+	return h.waitFor(fmt.Sprintf("phase %s stage %d", p, stage), func(v view) bool {
+		return v.phase() == p && v.stage() == stage && !v.svc.GetReconciling()
+	})
 }
 
 // stays checks that the service keeps phase p for a while (nothing

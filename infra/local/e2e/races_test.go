@@ -76,7 +76,7 @@ func TestAbortRacesPromote(t *testing.T) {
 					t.Fatal("the promote never reached the hook")
 				}
 				h.cli("abort", service)
-				h.waitFor("rolled back", func(v view) bool { return v.phase() == rollout.RolledBack })
+				h.waitFor("rolled back", func(v view) bool { return v.phase() == rollout.RolledBack && !v.svc.GetReconciling() })
 				close(g.release)
 				h.stays(rollout.RolledBack, time.Second)
 				v = h.view()

@@ -194,7 +194,7 @@ func TestNotServedWriteIsReverted(t *testing.T) {
 		h.cli("promote", service)
 		v = h.waitFor("the shift put back", func(v view) bool {
 			n := len(v.state.History)
-			return n > 0 && v.state.History[n-1].Kind == rollout.NotServed
+			return n > 0 && v.state.History[n-1].Kind == rollout.NotServed && !v.svc.GetReconciling()
 		})
 		if v.phase() != rollout.Progressing || v.stage() != 1 || v.percent[canary] != 10 {
 			t.Fatalf("after the unserved shift: phase %s stage %d traffic %v; want stage 1 with %s at 10%%", v.phase(), v.stage(), v.percent, canary)

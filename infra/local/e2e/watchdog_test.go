@@ -36,7 +36,7 @@ func TestWatchdog(t *testing.T) {
 		if got := historyOf(v.state, v.state.Rollout.ID); !hasKind(got, rollout.Republish) {
 			t.Errorf("the lost deploy was not re-published by the watchdog: %v", got)
 		}
-		v = h.waitFor("the stage deadline rollback", func(v view) bool { return v.phase() == rollout.RolledBack })
+		v = h.waitFor("the stage deadline rollback", func(v view) bool { return v.phase() == rollout.RolledBack && !v.svc.GetReconciling() })
 		if r := v.state.Rollout.Reason; !strings.Contains(r, "no progress at stage 1") {
 			t.Errorf("rollback reason = %q, want the stage deadline", r)
 		}
