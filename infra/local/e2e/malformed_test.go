@@ -81,12 +81,10 @@ func TestMalformedPayloads(t *testing.T) {
 			if backend != pubsubemu.BackendGcloud {
 				t.Errorf("payloads not delivered within 60 s: %v", missing)
 			} else {
-				// Google's emulator, read through the Go client's
-				// streaming pull, now and then leaves one message of a
-				// burst undelivered for over a minute (2 runs in 80 under
-				// load; the bridge never saw it, so no function did). pstest
-				// runs the same functions strictly; here what was delivered
-				// is checked.
+				// Google's emulator now and then leaves one message of a
+				// burst undelivered (see docs/local-cloud.md: the bridge
+				// never sees it, so no function does). pstest runs the same
+				// functions strictly; here what was delivered is checked.
 				t.Logf("Google's Pub/Sub emulator has not delivered these payloads within 60 s: %v; checking the %d delivered", missing, delivered)
 			}
 		}
