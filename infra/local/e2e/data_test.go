@@ -120,15 +120,20 @@ func TestMiniAISquare(t *testing.T) {
 // keeps 100%.
 func TestBackupFailureBlocksDeploy(t *testing.T) {
 	postgres.SkipIfUnavailable(t)
+	// A backup that cannot be verified fails on its own; one that cannot
+	// reach its sources is ended by the 4 s backup deadline. The first kind
+	// gets a long deadline, so a slow machine cannot end it by the clock
+	// before verification runs.
 	cases := []struct {
 		name   string
 		before func(h *harness) // after start, before the push
 		wrap   func(h **harness) func(release.Backuper) release.Backuper
 		reason string
+		slow   bool // no short backup deadline
 	}{
 		{name: "corrupted copy", wrap: beforeVerify(func(h *harness, loc backup.Location) error {
 			return h.cloud.Storage.CorruptObject(loc.Bucket, loc.Prefix+"objects/ai-square-user-data/users/bob@example.com.json")
-		}), reason: "does not match its manifest"},
+		}), reason: "does not match its manifest", slow: true},
 		{name: "truncated dump", wrap: beforeVerify(func(h *harness, loc backup.Location) error {
 			obj, err := h.cloud.Storage.Fake().GetObject(loc.Bucket, loc.Prefix+backup.DumpObject)
 			if err != nil {
@@ -137,7 +142,7 @@ func TestBackupFailureBlocksDeploy(t *testing.T) {
 			w := h.cloud.StorageClient.Bucket(loc.Bucket).Object(loc.Prefix + backup.DumpObject).NewWriter(context.Background())
 			w.Write(obj.Content[:len(obj.Content)/3])
 			return w.Close()
-		}), reason: "dump"},
+		}), reason: "dump", slow: true},
 		{name: "storage unreachable", before: func(h *harness) { h.cloud.Storage.SetDown(true) }, reason: "backup did not finish"},
 		{name: "database down", before: func(h *harness) { h.cloud.Postgres.Stop() }, reason: "backup did not finish"},
 	}
@@ -145,6 +150,9 @@ func TestBackupFailureBlocksDeploy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var hp *harness
 			o := options{policy: dataPolicy, tick: 300 * time.Millisecond}
+			if tc.slow {
+				o.policy = strings.Replace(dataPolicy, "deadlines: {backup: 4s, retries: 1}", "deadlines: {backup: 5m, retries: 1}", 1)
+			}
 			if tc.wrap != nil {
 				o.wrapBackups = tc.wrap(&hp)
 			}
