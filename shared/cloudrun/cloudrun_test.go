@@ -469,3 +469,23 @@ func TestCanaryName(t *testing.T) {
 		t.Errorf("a retry (new claim) gets the same canary name")
 	}
 }
+
+func TestServesState(t *testing.T) {
+	st := rollout.State{Stable: "s-1", Previous: "s-0", Rollout: &rollout.Rollout{
+		ID: "r", Phase: rollout.Progressing, Stage: 2, Stages: []int{10, 30, 100}, Canary: "s-2"}}
+	for _, tc := range []struct {
+		name  string
+		split []cloudrun.Split
+		want  bool
+	}{
+		{"as written", []cloudrun.Split{{Revision: "s-1", Percent: 70, Tag: "stable"}, {Revision: "s-2", Percent: 30, Tag: "canary"}, {Revision: "s-0", Tag: "previous"}}, true},
+		{"the stage before", []cloudrun.Split{{Revision: "s-1", Percent: 90}, {Revision: "s-2", Percent: 10}}, false},
+		{"all on stable", []cloudrun.Split{{Revision: "s-1", Percent: 100}}, false},
+		{"previous serving", []cloudrun.Split{{Revision: "s-1", Percent: 60}, {Revision: "s-2", Percent: 30}, {Revision: "s-0", Percent: 10}}, false},
+	} {
+		svc := &cloudrun.Service{State: st, Split: tc.split}
+		if got := svc.ServesState(); got != tc.want {
+			t.Errorf("%s: ServesState() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

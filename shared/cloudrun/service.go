@@ -86,6 +86,18 @@ func (s *Service) Percent(revision string) int {
 	return n
 }
 
+// ServesState reports whether Cloud Run serves the split the rollout
+// state describes: every revision the state gives traffic has that share
+// in the traffic Cloud Run reports.
+func (s *Service) ServesState() bool {
+	for _, t := range s.State.Traffic() {
+		if s.Percent(t.Revision) != t.Percent {
+			return false
+		}
+	}
+	return true
+}
+
 // Template returns a copy of the service's revision template.
 func (s *Service) Template() *runpb.RevisionTemplate {
 	return proto.Clone(s.raw.GetTemplate()).(*runpb.RevisionTemplate)

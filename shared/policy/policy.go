@@ -267,8 +267,10 @@ type Rollback struct {
 
 // MaxHookTimeout bounds rollback.hook.timeout. The hook runs inside one
 // delivery of the Rollback command, whose push deadline is 600 s
-// (events.AckDeadline); the hook and the two writes around it must finish
-// within it, or the command is delivered again while the hook still runs.
+// (events.AckDeadline). A hook may take at most 9 minutes, leaving a
+// minute of the delivery for the writes around it; a delivery that runs
+// over is delivered again, and the hook's lease in the state (which the
+// hook never outlives) keeps that second delivery from running it again.
 const MaxHookTimeout = 9 * time.Minute
 
 // Hook is either an HTTP request to the service (Path) or a command (Command), never both.

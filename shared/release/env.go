@@ -92,7 +92,8 @@ type Env struct {
 	Log     *slog.Logger
 	Hooks   Hooks
 	// Holder prefixes the lease holder name of each invocation (default
-	// host-pid); a random part is always added.
+	// host-pid); the command's ID (a random part when it has none) is
+	// always added.
 	Holder string
 	// DeployWait bounds how long one Deploy invocation waits for the
 	// canary to become ready (default 8m, under the 9-minute function limit).
@@ -105,6 +106,10 @@ type Env struct {
 	// post-rollback hook (default: an ID-token client for the service URL
 	// on Google Cloud; a plain client when CLOUDRUN_EMULATOR_HOST is set).
 	HookClient func(ctx context.Context, audience string) (*http.Client, error)
+
+	// hooksRunning holds the lease holders whose post-rollback steps run
+	// in this process.
+	hooksRunning sync.Map
 }
 
 func (e *Env) now() time.Time {

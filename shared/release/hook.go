@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"google.golang.org/api/idtoken"
 
@@ -20,10 +21,12 @@ import (
 // revision now) or a command. It must be idempotent: a redelivered rollback
 // calls it again. A non-2xx answer, a failed command or a timeout is an
 // error, and the rollback is delivered again.
-func (e *Env) runHook(ctx context.Context, h *policy.Hook, svc *cloudrun.Service) error {
-	// Bounded by the policy's timeout (at most policy.MaxHookTimeout, inside
-	// the rollback's delivery deadline) and by ctx's own deadline.
-	ctx, cancel := context.WithTimeout(ctx, min(hookTimeout(h), policy.MaxHookTimeout))
+//
+// It runs for at most limit (the policy's timeout, at most
+// policy.MaxHookTimeout so that it ends inside the rollback's delivery
+// deadline, and before its lease runs out) and ctx's own deadline.
+func (e *Env) runHook(ctx context.Context, h *policy.Hook, svc *cloudrun.Service, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	if len(h.Command) > 0 {
 		cmd := exec.CommandContext(ctx, h.Command[0], h.Command[1:]...)

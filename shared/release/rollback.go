@@ -74,7 +74,23 @@ func (e *Env) rollback(ctx context.Context, c events.Command) error {
 	// Post-rollback steps: the policy's hook, now that the stable revision
 	// serves everything.
 	if hook != nil {
-		if err := e.runHook(ctx, hook, s.svc); err != nil {
+		// The same message delivered twice to one instance shares a
+		// holder: the second is acknowledged while the first runs.
+		if _, running := e.hooksRunning.LoadOrStore(cmd.Holder, true); running {
+			s.logger().Info("post-rollback steps already running for this command in this instance", "holder", cmd.Holder)
+			return nil
+		}
+		defer e.hooksRunning.Delete(cmd.Holder)
+		// The hook ends before its lease does, so that no other delivery
+		// can take the lease while it still runs.
+		limit := min(hookTimeout(hook), policy.MaxHookTimeout)
+		if l := s.svc.State.Rollout.Lease; l != nil && l.Holder == cmd.Holder {
+			limit = min(limit, l.Expires.Sub(e.now())-hookLeaseMargin/2)
+		}
+		if limit <= 0 {
+			return fmt.Errorf("rollback %s: the lease on the post-rollback steps ran out before the hook could start", c.Rollout)
+		}
+		if err := e.runHook(ctx, hook, s.svc, limit); err != nil {
 			fail := rollout.Command{Kind: rollout.HookFailed, Rollout: c.Rollout, Generation: s.svc.State.Generation, Holder: cmd.Holder, Reason: err.Error(), Actor: events.FunctionRollback}
 			if res := s.apply(fail); res.Outcome == rollout.Applied {
 				// The hook may have used up ctx: the record gets its own.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
@@ -43,10 +45,30 @@ func (e *Env) shift(ctx context.Context, c events.Command) error {
 			}
 		}
 		return s.write(ctx, cmd, res.State)
+	case rollout.Duplicate:
+		// Already done, as far as the state says: make sure Cloud Run
+		// serves it (a write stored but not served, whose state could not
+		// be put back, must not pass as done in silence).
+		if !s.svc.Reconciling && !s.svc.ServesState() {
+			s.raise(ctx, fmt.Sprintf("the state says %s at stage %d, but Cloud Run serves %s: the step did not happen; abort rolls back",
+				s.svc.State.Rollout.Phase, s.svc.State.Rollout.Stage, served(s.svc)))
+		}
 	case rollout.Retry:
 		return errors.New("shift: " + res.Reason)
 	}
 	return nil
+}
+
+// served describes the split Cloud Run serves, for messages.
+func served(svc *cloudrun.Service) string {
+	var parts []string
+	for _, sp := range svc.Split {
+		parts = append(parts, fmt.Sprintf("%s %d%%", sp.Revision, sp.Percent))
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // canaryReady checks, before traffic moves to the canary, that Cloud Run

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/cloudrun"
@@ -104,18 +105,28 @@ func (s *step) write(ctx context.Context, c rollout.Command, next rollout.State)
 	}
 	var after *cloudrun.Service
 	var err error
-	if endsCanary(next) {
+	ends := endsCanary(next)
+	if ends {
 		after, err = s.crun.Rollback(ctx, s.svc, next)
 	} else {
 		after, err = s.crun.SetTraffic(ctx, s.svc, next)
 	}
 	if errors.Is(err, cloudrun.ErrNotServed) {
+		if !ends && slices.Equal(s.svc.State.Traffic(), next.Traffic()) {
+			return s.keep(ctx, c, next, err)
+		}
 		return s.revert(ctx, c, next, err)
 	}
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", c.Kind, err))
 	}
 	s.svc = after
+	return s.written(ctx, c, next)
+}
+
+// written is what follows a write that stuck: the log line, the lifecycle
+// event and the release of a queued push the write freed.
+func (s *step) written(ctx context.Context, c rollout.Command, next rollout.State) error {
 	s.logger().Info(fmt.Sprintf("%s written", c.Kind), "command", string(c.Kind), "actor", c.Actor, "percent", next.Rollout.Percent(), "reason", c.Reason)
 	if err := s.e.hook(ctx, s.e.Hooks.AfterWrite, s.point(c.Kind)); err != nil {
 		return err
@@ -125,35 +136,88 @@ func (s *step) write(ctx context.Context, c rollout.Command, next rollout.State)
 	return nil
 }
 
+// keep handles a write that changed only coalmine's state (a queued push,
+// a watchdog's record) and that Cloud Run stored but whose operation
+// failed, as every update does while the template's revision cannot serve:
+// the state stored is the one written and the traffic served is the one it
+// describes, so the write stands.
+func (s *step) keep(ctx context.Context, c rollout.Command, next rollout.State, cause error) error {
+	svc, err := s.crun.Read(ctx, s.svc.Name)
+	if err != nil {
+		return fmt.Errorf("write %s: %v; read it back: %w", c.Kind, cause, classify(err))
+	}
+	if svc.State.Generation < next.Generation {
+		return fmt.Errorf("write %s: %w (and the state read back is generation %d)", c.Kind, cause, svc.State.Generation)
+	}
+	s.svc = svc
+	s.logger().Warn(fmt.Sprintf("%s stored by Cloud Run, whose update failed; it changed no traffic, so it stands: %v", c.Kind, cause), "command", string(c.Kind))
+	return s.written(ctx, c, next)
+}
+
 // revert handles a write Cloud Run stored but could not serve (its
 // operation failed): the service now carries the new state while it
 // serves the old traffic. A second write puts the state (and the traffic)
 // back, with the reason in the history, so that nothing reads the step as
-// done. A rollback that was not served is delivered again; any other step
-// fails as the cause says.
+// done; it is tried again on a fresh read when it meets another write. If
+// it cannot be put back, an operator is told (abort still rolls back). A
+// rollback that was not served is delivered again; any other step fails
+// as the cause says.
 func (s *step) revert(ctx context.Context, c rollout.Command, next rollout.State, cause error) error {
 	prev := s.svc.State
 	s.logger().Error(fmt.Sprintf("%s stored by Cloud Run but not served; putting the state back: %v", c.Kind, cause), "command", string(c.Kind), "error", cause.Error())
-	svc, err := s.crun.Read(ctx, s.svc.Name)
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = s.putBack(ctx, prev, c, next, cause); !errors.Is(err, cloudrun.ErrConflict) {
+			break
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("write %s: %v; read to put the state back: %w", c.Kind, cause, classify(err))
+		s.raise(ctx, fmt.Sprintf("%s was stored by Cloud Run but not served, and the state could not be put back (%v): the state may name a step that did not happen; abort rolls back", c.Kind, err))
+		return fmt.Errorf("write %s: %v; putting the state back: %w", c.Kind, cause, err)
 	}
-	if svc.State.Generation != next.Generation || svc.State.Rollout == nil || next.Rollout == nil || svc.State.Rollout.ID != next.Rollout.ID {
-		// Someone wrote after us: their write is the state now.
-		return fmt.Errorf("write %s: %w (and the service changed since)", c.Kind, cause)
-	}
-	back := rollout.Revert(prev, svc.State, c, rootCause(cause), s.e.now(), Config(s.pol))
-	s.svc = svc
-	after, err := s.crun.SetTraffic(ctx, svc, back)
-	if err != nil {
-		return fmt.Errorf("write %s: %v; putting the state back: %w", c.Kind, cause, classify(err))
-	}
-	s.svc = after
 	if c.Kind == rollout.Rollback || c.Kind == rollout.RollbackDone {
 		// A rollback is never given up: deliver it again.
 		return fmt.Errorf("write %s not served: %w", c.Kind, cause)
 	}
 	return classify(fmt.Errorf("write %s not served: %w", c.Kind, cause))
+}
+
+// putBack is one try at writing prev's content back over next.
+func (s *step) putBack(ctx context.Context, prev rollout.State, c rollout.Command, next rollout.State, cause error) error {
+	svc, err := s.crun.Read(ctx, s.svc.Name)
+	if err != nil {
+		return classify(err)
+	}
+	s.svc = svc
+	cur := svc.State
+	switch {
+	case cur.Rollout == nil || next.Rollout == nil || cur.Rollout.ID != next.Rollout.ID:
+		return nil // another rollout's write decided the traffic
+	case cur.Rollout.Phase == rollout.RollingBack || (cur.Rollout.Phase.Terminal() && cur.Rollout.Phase != rollout.Promoted):
+		return nil // a rollback (or failure) wrote the stable split and template since
+	case cur.Generation != next.Generation:
+		// A later write carried next forward; it stands if Cloud Run
+		// serves what it says.
+		if svc.Reconciling {
+			return fmt.Errorf("a later write is still being applied: %w", cloudrun.ErrConflict)
+		}
+		if svc.ServesState() {
+			return nil
+		}
+		return fmt.Errorf("a later write (generation %d) carried the unserved step forward", cur.Generation)
+	}
+	back := rollout.Revert(prev, cur, c, rootCause(cause), s.e.now(), Config(s.pol))
+	after, err := s.crun.SetTraffic(ctx, svc, back)
+	if errors.Is(err, cloudrun.ErrNotServed) {
+		// Stored: the state is prev's again, which is what is served.
+		s.logger().Warn("state put back; Cloud Run's update of it failed too: "+err.Error(), "command", string(c.Kind))
+		after, err = s.crun.Read(ctx, s.svc.Name)
+	}
+	if err != nil {
+		return err
+	}
+	s.svc = after
+	return nil
 }
 
 // rootCause is the innermost message of err, for the history.

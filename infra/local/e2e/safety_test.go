@@ -160,6 +160,33 @@ func TestPromoteWhileCanaryStarts(t *testing.T) {
 	})
 }
 
+// TestPushWhileCanaryFails: a push that arrives while the canary starts,
+// and then fails, waits in the queue and is released once the failed
+// canary is gone. Its queue write, which Cloud Run stores but whose update
+// fails (every update fails while the template's revision cannot serve),
+// used to be put back and the push acknowledged as a permanent failure.
+func TestPushWhileCanaryFails(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
+		h := start(t, backend, options{maxAttempts: 3})
+		stable := lastSegment(h.view().svc.GetLatestReadyRevision())
+		gate, open := fifo(t)
+		h.pushImage("slow-then-fails", "sh", "-c", "cat "+gate+" >/dev/null; exit 1")
+		h.waitFor("the canary written", func(v view) bool { return v.phase() == rollout.Deploying && v.state.Rollout.Canary != "" })
+		next := h.push(repo + ":next")
+		h.waitFor("the push queued", func(v view) bool { return v.state.Pending != nil && v.state.Pending.Image == next })
+		open()
+		v := h.waitFor("the queued push released", func(v view) bool {
+			return v.state.Rollout.Image == next && v.phase() == rollout.Progressing && !v.svc.GetReconciling()
+		})
+		if v.percent[stable] != 90 || v.percent[v.state.Rollout.Canary] != 10 {
+			t.Errorf("the released push serves %v, want %s at 90%% and its canary at 10%%", v.percent, stable)
+		}
+		if v.state.Pending != nil {
+			t.Errorf("the queue still holds %+v", v.state.Pending)
+		}
+	})
+}
+
 // TestNotServedWriteIsReverted: a shift Cloud Run stores but cannot serve
 // (the canary died between the readiness check and the write) puts the
 // state back with the reason, and the canary can still be removed.
@@ -271,6 +298,17 @@ func TestPushDuringSlowRollback(t *testing.T) {
 		h.publishCommand(events.Command{Type: events.CommandRollback, Service: service, Rollout: v3, Generation: v.state.Generation,
 			Step: events.StepRollback, Reason: "again", Actor: "operator:test"}, 5)
 		h.waitFor("the extra rollbacks held", func(view) bool { return h.countLogged(events.FunctionRollback, "command held") >= 5 })
+		// The lease holder's own message delivered again to the same
+		// instance while its hook runs (it shares the holder's name).
+		lease := h.view().state.Rollout.Lease
+		if lease == nil {
+			t.Fatal("no lease on the post-rollback steps while the hook runs")
+		}
+		h.publishCommand(events.Command{Type: events.CommandRollback, Service: service, Rollout: v3, Generation: v.state.Generation,
+			Step: events.StepRollback, Reason: "delivered again", Actor: "operator:test", ID: lease.Holder[strings.LastIndex(lease.Holder, "-")+1:]}, 2)
+		h.waitFor("the redelivered rollbacks acknowledged", func(view) bool {
+			return h.countLogged(events.FunctionRollback, "already running for this command") >= 2
+		})
 		if n := countLines(t, hookLog, "start"); n != 1 {
 			t.Fatalf("%d post-rollback hooks started, want 1", n)
 		}
