@@ -151,8 +151,17 @@ func (s *step) keep(ctx context.Context, c rollout.Command, next rollout.State, 
 	}
 	s.svc = svc
 	s.logger().Warn(fmt.Sprintf("%s stored by Cloud Run, whose update failed; it changed no traffic, so it stands: %v", c.Kind, cause), "command", string(c.Kind))
+	if svc.State.Generation != next.Generation {
+		// Later writes, made on top of this one, have acted on it: what
+		// would follow it here would act on their state instead.
+		return fmt.Errorf("write %s: %w", c.Kind, errMovedOn)
+	}
 	return s.written(ctx, c, next)
 }
+
+// errMovedOn: a write stood, but the state moved on past it before the
+// step could go on; the steps that moved it act on it. Acknowledged.
+var errMovedOn = errors.New("the state has moved on since; nothing more to do here")
 
 // revert handles a write Cloud Run stored but could not serve (its
 // operation failed): the service now carries the new state while it
@@ -438,6 +447,10 @@ func (e *Env) done(fn string, what string, err error) error {
 	}
 	if errors.Is(err, errPermanent) {
 		e.log().Error(what+": giving up: "+err.Error(), "function", fn, "error", err.Error())
+		return nil
+	}
+	if errors.Is(err, errMovedOn) {
+		e.log().Info(what+": "+err.Error(), "function", fn)
 		return nil
 	}
 	e.log().Warn(what+": will be delivered again: "+err.Error(), "function", fn, "error", err.Error())
