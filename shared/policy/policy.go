@@ -468,6 +468,7 @@ func (d *Duration) UnmarshalText(text []byte) error {
 // Valid reports whether the duration's YAML text parsed.
 func (d Duration) Valid() bool { return d.invalid == "" }
 
+// formatDuration writes 9m rather than 9m0s, 2h rather than 2h0m0s.
 func formatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {

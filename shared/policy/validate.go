@@ -415,7 +415,7 @@ func (v *validator) rollback(f string, r *Rollback) {
 		}
 	}
 	if v.duration(hf+".timeout", h.Timeout, 1) && h.Timeout.Duration > MaxHookTimeout {
-		v.add(hf+".timeout", fmt.Sprintf("must be at most %s (the hook runs inside one 10m delivery of the rollback)", fmtDur(MaxHookTimeout)))
+		v.add(hf+".timeout", fmt.Sprintf("must be at most %s (the hook runs inside one 10m delivery of the rollback)", formatDuration(MaxHookTimeout)))
 	}
 }
 
@@ -427,20 +427,8 @@ func (v *validator) hookDeadline(path string, s *Service) {
 		return
 	}
 	if need := h.Timeout.Duration + time.Minute; s.Deadlines.Rollback.Duration < need {
-		v.add(path+".deadlines.rollback", fmt.Sprintf("must be at least rollback.hook.timeout + 1m (%s), or the watchdog publishes the rollback again while the hook still runs", fmtDur(need)))
+		v.add(path+".deadlines.rollback", fmt.Sprintf("must be at least rollback.hook.timeout + 1m (%s), or the watchdog publishes the rollback again while the hook still runs", formatDuration(need)))
 	}
-}
-
-// fmtDur writes 9m rather than 9m0s, 2h rather than 2h0m0s.
-func fmtDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func (v *validator) deadlines(f string, d *Deadlines) {

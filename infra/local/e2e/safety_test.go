@@ -114,6 +114,17 @@ func fifo(t *testing.T) (path string, release func()) {
 	return path, release
 }
 
+// canaryThatFailsWhenOpened pushes an image whose revision starts only
+// when open is called, and then fails; it returns once the canary is
+// written (the rollout deploying).
+func (h *harness) canaryThatFailsWhenOpened() (view, func()) {
+	h.t.Helper()
+	gate, open := fifo(h.t)
+	h.pushImage("slow-then-fails", "sh", "-c", "cat "+gate+" >/dev/null; echo 'giving up after a slow start' >&2; exit 1")
+	v := h.waitFor("the canary written", func(v view) bool { return v.phase() == rollout.Deploying && v.state.Rollout.Canary != "" })
+	return v, open
+}
+
 // TestPromoteWhileCanaryStarts: promotes that arrive while the canary is
 // still starting (and then fails) never move the state: it used to advance
 // 10 → 30 → 50 → promoted on writes Cloud Run stored but never served,
@@ -122,9 +133,7 @@ func TestPromoteWhileCanaryStarts(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
 		h := start(t, backend, options{maxAttempts: 3})
 		stable := lastSegment(h.view().svc.GetLatestReadyRevision())
-		gate, open := fifo(t)
-		h.pushImage("slow-then-fails", "sh", "-c", "cat "+gate+" >/dev/null; echo 'giving up after a slow start' >&2; exit 1")
-		v := h.waitFor("the canary written", func(v view) bool { return v.phase() == rollout.Deploying && v.state.Rollout.Canary != "" })
+		v, open := h.canaryThatFailsWhenOpened()
 		id, canary := v.state.Rollout.ID, v.state.Rollout.Canary
 
 		if _, err := h.tryCLI("promote", service); err == nil {
@@ -169,9 +178,7 @@ func TestPushWhileCanaryFails(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
 		h := start(t, backend, options{maxAttempts: 3})
 		stable := lastSegment(h.view().svc.GetLatestReadyRevision())
-		gate, open := fifo(t)
-		h.pushImage("slow-then-fails", "sh", "-c", "cat "+gate+" >/dev/null; exit 1")
-		h.waitFor("the canary written", func(v view) bool { return v.phase() == rollout.Deploying && v.state.Rollout.Canary != "" })
+		_, open := h.canaryThatFailsWhenOpened()
 		next := h.push(repo + ":next")
 		h.waitFor("the push queued", func(v view) bool { return v.state.Pending != nil && v.state.Pending.Image == next })
 		open()
