@@ -38,6 +38,9 @@ const (
 	// look at (a rollback that never applied, post-rollback steps that never
 	// finished, a queued push that was dropped); Reason says what and why.
 	EventNeedsAttention LifecycleType = "dev.coalmine.rollout.needs-attention.v1"
+	// EventStopped: the service's traffic was changed outside coalmine; the
+	// rollout stopped and left it as it was (Reason says what changed).
+	EventStopped LifecycleType = "dev.coalmine.rollout.stopped.v1"
 )
 
 // LifecycleTypes lists every lifecycle event type.
@@ -45,7 +48,7 @@ var LifecycleTypes = []LifecycleType{
 	EventClaimed, EventWaiting, EventBackupStarted, EventBackupProgress, EventBackupDone,
 	EventCanaryCreated, EventTrafficShifted, EventPaused, EventResumed, EventPromoted,
 	EventRollingBack, EventRolledBack, EventSuperseded, EventFailed, EventVerdict,
-	EventQueued, EventNeedsAttention,
+	EventQueued, EventNeedsAttention, EventStopped,
 }
 
 // Known reports whether t is a lifecycle type this version understands.

@@ -3,7 +3,10 @@ package cloudrun
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/protobuf/proto"
@@ -96,6 +99,54 @@ func (s *Service) ServesState() bool {
 		}
 	}
 	return true
+}
+
+// ChangedOutside says how the traffic Cloud Run is configured with (the
+// service's traffic targets, not what it serves yet) differs from the split
+// the rollout state describes, or "" when it does not (or the state
+// describes none). coalmine writes its split and its state in one update,
+// so a difference means someone else changed the traffic: a `gcloud run
+// deploy` (100% to the latest revision), a console edit, Terraform. Only
+// the shares count; targets at 0% and their tags are not compared.
+func (s *Service) ChangedOutside() string {
+	want := map[string]int{}
+	for _, t := range s.State.Traffic() {
+		if t.Percent > 0 {
+			want[t.Revision] += t.Percent
+		}
+	}
+	if len(want) == 0 {
+		return ""
+	}
+	got := map[string]int{}
+	for _, t := range s.raw.GetTraffic() {
+		if t.GetPercent() == 0 {
+			continue
+		}
+		rev := shortName(t.GetRevision())
+		if t.GetType() == runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST || rev == "" {
+			rev = "LATEST"
+			if s.LatestReady != "" {
+				rev = "LATEST (" + s.LatestReady + ")"
+			}
+		}
+		got[rev] += int(t.GetPercent())
+	}
+	if len(s.raw.GetTraffic()) == 0 {
+		got["LATEST"] = 100 // Cloud Run's default for a service without traffic targets
+	}
+	if maps.Equal(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("its traffic is %s, not the %s coalmine wrote", splitText(got), splitText(want))
+}
+
+func splitText(m map[string]int) string {
+	var parts []string
+	for _, rev := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d%%", rev, m[rev]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Template returns a copy of the service's revision template.

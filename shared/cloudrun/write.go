@@ -120,7 +120,16 @@ func (c *Client) wait(ctx context.Context, op *run.UpdateServiceOperation) error
 
 // trafficFor turns the state's split into traffic targets, pinned to named
 // revisions, and keeps any 0% target with a tag coalmine does not own.
+// A state that describes no split (a rollout stopped for an outside
+// change) leaves the service's traffic exactly as it is.
 func trafficFor(next rollout.State, cur *runpb.Service) []*runpb.TrafficTarget {
+	if len(next.Traffic()) == 0 {
+		var keep []*runpb.TrafficTarget
+		for _, t := range cur.GetTraffic() {
+			keep = append(keep, proto.Clone(t).(*runpb.TrafficTarget))
+		}
+		return keep
+	}
 	var out []*runpb.TrafficTarget
 	ours := map[string]bool{}
 	for _, t := range next.Traffic() {

@@ -48,7 +48,44 @@ func (e *Env) open(ctx context.Context, fn, service string, p Point) (*step, err
 	if err != nil {
 		return nil, classify(err)
 	}
-	return &step{e: e, fn: fn, pol: pol, crun: crun, svc: svc}, nil
+	s := &step{e: e, fn: fn, pol: pol, crun: crun, svc: svc}
+	if err := s.stopIfChangedOutside(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReasonOutside begins the reason of a rollout stopped because its
+// service changed outside coalmine.
+const ReasonOutside = "service changed outside coalmine"
+
+// stopIfChangedOutside stops the rollout in progress when the service's
+// traffic is not the split its state describes: someone deployed or moved
+// traffic outside coalmine. Going on would overwrite their change (a stage
+// splits traffic against the stable revision recorded at claim), so the
+// rollout ends here with the traffic left where they put it, and the step
+// goes on with the stopped state (a push still claims, against the revision
+// now serving). A rollout that is rolling back is left to finish: its split
+// is the stable one, and a rollback always wins.
+func (s *step) stopIfChangedOutside(ctx context.Context) error {
+	r := s.svc.State.Rollout
+	if !r.Active() || r.Phase == rollout.RollingBack {
+		return nil
+	}
+	what := s.svc.ChangedOutside()
+	if what == "" {
+		return nil
+	}
+	c := rollout.Command{
+		Kind: rollout.Stop, Rollout: r.ID, Generation: s.svc.State.Generation, Stable: s.svc.Serving, Actor: s.fn,
+		Reason: fmt.Sprintf("%s: %s; the traffic is left as it is (deploy with coalmine: push the image, or coalmine release)", ReasonOutside, what),
+	}
+	res := s.apply(c)
+	if res.Outcome != rollout.Applied {
+		return nil
+	}
+	s.logger().Error("rollout stopped: "+c.Reason, "reason", c.Reason)
+	return s.write(ctx, c, res.State)
 }
 
 // classify turns an adapter error into a redelivery (transient) or a
@@ -112,7 +149,7 @@ func (s *step) write(ctx context.Context, c rollout.Command, next rollout.State)
 		after, err = s.crun.SetTraffic(ctx, s.svc, next)
 	}
 	if errors.Is(err, cloudrun.ErrNotServed) {
-		if !ends && slices.Equal(s.svc.State.Traffic(), next.Traffic()) {
+		if !ends && (slices.Equal(s.svc.State.Traffic(), next.Traffic()) || len(next.Traffic()) == 0) {
 			return s.keep(ctx, c, next, err)
 		}
 		return s.revert(ctx, c, next, err)
@@ -382,6 +419,8 @@ func lifecycleType(k rollout.Kind, p rollout.Phase) events.LifecycleType {
 		return events.EventRolledBack
 	case rollout.Fail:
 		return events.EventFailed
+	case rollout.Stop:
+		return events.EventStopped
 	}
 	return ""
 }

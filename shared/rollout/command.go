@@ -44,10 +44,15 @@ const (
 	Escalate Kind = "escalate"
 	// Dequeue drops the queued push (State.Pending) that its claim refused.
 	Dequeue Kind = "dequeue"
+	// Stop ends a rollout whose service was changed outside coalmine: the
+	// traffic Cloud Run is configured with is not the split the state
+	// describes. The traffic is left as it is; Stable names the revision
+	// that now serves 100% ("" when the operator split it).
+	Stop Kind = "stop"
 )
 
 // Kinds lists every kind Apply takes.
-var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish, HookFailed, Escalate, Dequeue}
+var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish, HookFailed, Escalate, Dequeue, Stop}
 
 // Kinds that only name history entries: no command of theirs goes
 // through Apply.
@@ -83,7 +88,7 @@ type Command struct {
 	PublishTime time.Time // when the push (or operator command) was published
 	Retry       bool      // explicit retry of a digest that failed before
 	Stages      []int     // stage percents, ascending, ending at 100
-	Stable      string    // the revision serving 100% now, as Cloud Run says
+	Stable      string    // the revision serving 100% now, as Cloud Run says (also Stop)
 	WindowOpen  bool      // a release may start now
 
 	// CanaryCreated.

@@ -188,6 +188,8 @@ func Apply(s State, c Command, now time.Time, cfg Config) Result {
 		return escalate(s, c, now, cfg)
 	case Dequeue:
 		return dequeue(s, c, now, cfg)
+	case Stop:
+		return stop(s, c, now, cfg)
 	}
 	return reject(s, fmt.Sprintf("unknown command kind %q", c.Kind))
 }
@@ -330,6 +332,9 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 			return stale(s, fmt.Sprintf("digest already released by rollout %s", r.ID))
 		case c.Retry:
 		case r.Phase == Superseded && c.PublishTime.After(r.PublishTime):
+		case r.Phase == Stopped:
+			// Stopped for an outside change, not for the image: it may be
+			// released again.
 		case r.Phase == Superseded:
 			return stale(s, fmt.Sprintf("push of %s was superseded by a newer image", c.Digest))
 		default:
@@ -429,6 +434,25 @@ func dequeue(s State, c Command, now time.Time, cfg Config) Result {
 	addEntry(&n, Entry{Rollout: r.ID, Generation: n.Generation, At: now, Kind: Dequeue, Phase: r.Phase, Stage: r.Stage,
 		Reason: fmt.Sprintf("queued %s dropped: %s", p.Digest, c.Reason), Actor: c.Actor}, cfg)
 	return Result{Outcome: Applied, State: n}
+}
+
+// stop ends a rollout whose service was changed outside coalmine. The
+// traffic stays where the operator put it: the state describes no split
+// of its own until the next claim, which takes the revision serving 100%
+// as its stable one.
+func stop(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case r.Phase.Terminal():
+		return finished(s)
+	case r.Phase == RollingBack:
+		return reject(s, "rolling back: the rollback's split stands")
+	case c.Reason == "":
+		return reject(s, "stop names no reason")
+	}
+	res := next(s, c, now, cfg, Stopped, r.Stage)
+	res.State.Stable = c.Stable
+	return res
 }
 
 func begin(s State, c Command, now time.Time, cfg Config) Result {
@@ -620,7 +644,7 @@ func rollback(s State, c Command, now time.Time, cfg Config) Result {
 		return takeHookLease(s, c, now, cfg)
 	case RolledBack, Superseded:
 		return already(s, "already "+string(r.Phase))
-	case Promoted, Failed:
+	case Promoted, Failed, Stopped:
 		return finished(s)
 	case Waiting, BackingUp:
 		// Nothing was deployed: the rollout ends here.
@@ -746,7 +770,7 @@ func rollbackDone(s State, c Command, now time.Time, cfg Config) Result {
 		return undo(s, c, now, cfg, r.Reason == "superseded")
 	case RolledBack, Superseded:
 		return already(s, "already "+string(r.Phase))
-	case Promoted, Failed:
+	case Promoted, Failed, Stopped:
 		return finished(s)
 	}
 	return reject(s, "not rolling back: rollout "+string(r.Phase))

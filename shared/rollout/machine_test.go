@@ -53,7 +53,7 @@ func stateAt(t *testing.T, f fixture) State {
 	case fixture(Promoted):
 		r.Phase, r.Canary, r.Stage = Promoted, "web-canary", 4
 		s.Stable, s.Previous = "web-canary", "web-stable"
-	case fixture(RolledBack), fixture(Superseded):
+	case fixture(RolledBack), fixture(Superseded), fixture(Stopped):
 		r.Phase, r.Canary, r.Stage = Phase(f), "web-canary", 2
 	case fixture(Failed), fixture(Waiting), fixture(BackingUp):
 		r.Phase = Phase(f)
@@ -96,6 +96,8 @@ func commandFor(s State, k Kind) Command {
 		c.Reason = "rollback never applied"
 	case Dequeue:
 		c.Digest, c.Reason = digestB, "refused"
+	case Stop:
+		c.Reason, c.Stable = "service changed outside coalmine: its traffic is LATEST 100%", "web-other"
 	}
 	return c
 }
@@ -112,77 +114,84 @@ var table = map[fixture]map[Kind]want{
 		BackupDone: {Rejected, ""}, CanaryCreated: {Rejected, ""}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Waiting},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Waiting}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Waiting}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
 	},
 	fixture(BackingUp): {
 		Claim: {Duplicate, ""}, Begin: {Duplicate, ""}, BackupProgress: {Applied, BackingUp},
 		BackupDone: {Applied, Deploying}, CanaryCreated: {Rejected, ""}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, BackingUp},
-		HookFailed: {Stale, ""}, Escalate: {Applied, BackingUp}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Applied, BackingUp}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
 	},
 	deployingNoCanary: {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Duplicate, ""},
 		BackupDone: {Duplicate, ""}, CanaryCreated: {Applied, Deploying}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Deploying},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
 	},
 	fixture(Deploying): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Duplicate, ""},
 		BackupDone: {Duplicate, ""}, CanaryCreated: {Duplicate, ""}, Shift: {Applied, Progressing},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Deploying},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
 	},
 	fixture(Progressing): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Applied, Progressing},
 		Pause: {Applied, Paused}, Resume: {Duplicate, ""}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Rejected, ""}, Republish: {Applied, Progressing},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Progressing}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Progressing}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
 	},
 	fixture(Paused): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Rejected, ""},
 		Pause: {Duplicate, ""}, Resume: {Applied, Progressing}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Rejected, ""}, Republish: {Applied, Paused},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Paused}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Paused}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
 	},
 	fixture(Promoted): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Duplicate, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
 	},
 	fixture(RollingBack): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Applied, RolledBack}, Fail: {Stale, ""}, Republish: {Applied, RollingBack},
-		HookFailed: {Applied, RollingBack}, Escalate: {Applied, RollingBack}, Dequeue: {Stale, ""},
+		HookFailed: {Applied, RollingBack}, Escalate: {Applied, RollingBack}, Dequeue: {Stale, ""}, Stop: {Rejected, ""},
 	},
 	fixture(RolledBack): {
 		Claim: {Rejected, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Duplicate, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
 	},
 	fixture(Failed): {
 		Claim: {Rejected, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Duplicate, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
 	},
 	fixture(Superseded): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Duplicate, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
+	},
+	fixture(Stopped): {
+		Claim: {Applied, BackingUp}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
+		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
+		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
+		RollbackDone: {Stale, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
 	},
 }
 
@@ -537,5 +546,34 @@ func TestEncodeDecode(t *testing.T) {
 	big.Rollout.StableTemplate = []byte(`"` + strings.Repeat("x", MaxEncodedSize) + `"`)
 	if _, err := Encode(big); err == nil {
 		t.Errorf("Encode of an oversized state succeeded")
+	}
+}
+
+// TestStopLeavesTheSplitToTheOperator: a rollout stopped for an outside
+// change describes no split (the write keeps the service's traffic), names
+// the revision the operator serves as stable, and the same digest may be
+// released again.
+func TestStopLeavesTheSplitToTheOperator(t *testing.T) {
+	s := stateAt(t, fixture(Progressing))
+	c := commandFor(s, Stop)
+	res := Apply(s, c, t0, Config{})
+	if res.Outcome != Applied {
+		t.Fatalf("stop: %v %s", res.Outcome, res.Reason)
+	}
+	st := res.State
+	if got := st.Traffic(); got != nil {
+		t.Errorf("traffic of a stopped rollout: %v, want none", got)
+	}
+	if st.Stable != "web-other" {
+		t.Errorf("stable %q, want web-other", st.Stable)
+	}
+	if st.Failed(digestA) {
+		t.Error("a stop marked the digest failed; it was not the image's fault")
+	}
+	again := commandFor(st, Claim)
+	again.PublishTime, again.Stable = t0.Add(time.Minute), "web-other"
+	res = Apply(st, again, t0.Add(time.Minute), Config{})
+	if res.Outcome != Applied || res.State.Rollout.Attempt != 2 || res.State.Stable != "web-other" {
+		t.Errorf("claim after stop: %v %s attempt %d stable %q", res.Outcome, res.Reason, res.State.Rollout.Attempt, res.State.Stable)
 	}
 }

@@ -7,7 +7,8 @@ package rollout
 // Phase is where a rollout is.
 type Phase string
 
-// The phases. Promoted, RolledBack, Failed and Superseded are terminal.
+// The phases. Promoted, RolledBack, Failed, Superseded and Stopped are
+// terminal.
 const (
 	// Waiting: claimed, waiting for a deploy window to open.
 	Waiting Phase = "waiting"
@@ -31,15 +32,19 @@ const (
 	Failed Phase = "failed"
 	// Superseded: rolled back because a newer image arrived.
 	Superseded Phase = "superseded"
+	// Stopped: the service's traffic was changed outside coalmine (a
+	// `gcloud run deploy`, a console edit) while the rollout ran; coalmine
+	// stopped it and left the traffic where the operator put it.
+	Stopped Phase = "stopped"
 )
 
 // Phases lists every phase, in the order of a rollout's life.
-var Phases = []Phase{Waiting, BackingUp, Deploying, Progressing, Paused, Promoted, RollingBack, RolledBack, Failed, Superseded}
+var Phases = []Phase{Waiting, BackingUp, Deploying, Progressing, Paused, Promoted, RollingBack, RolledBack, Failed, Superseded, Stopped}
 
 // Terminal reports whether no command moves a rollout out of p.
 func (p Phase) Terminal() bool {
 	switch p {
-	case Promoted, RolledBack, Failed, Superseded:
+	case Promoted, RolledBack, Failed, Superseded, Stopped:
 		return true
 	}
 	return false

@@ -23,9 +23,11 @@ type Target struct {
 // its stage's percent while the rollout is live (0% while deploying); and
 // the previous stable revision at 0% (tag previous) after a promotion. Once
 // a rollout is rolled back, failed or superseded the canary gets nothing and
-// loses its tag. The percents always sum to 100 when Stable is set.
+// loses its tag. The percents always sum to 100 when Stable is set. A
+// rollout stopped for an outside change describes no split (nil): the
+// traffic is the operator's until the next claim.
 func (s State) Traffic() []Target {
-	if s.Stable == "" {
+	if s.Stable == "" || (s.Rollout != nil && s.Rollout.Phase == Stopped) {
 		return nil
 	}
 	canary, pct := "", 0

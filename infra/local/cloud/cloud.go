@@ -95,6 +95,9 @@ type Config struct {
 	WrapBackups func(release.Backuper) release.Backuper
 	// Log receives every component's logs (default: JSON on stderr).
 	Log *slog.Logger
+	// Now is the functions' clock (default time.Now): tests set it to
+	// reach a deploy window at any hour.
+	Now func() time.Time
 }
 
 // Cloud is a running local cloud.
@@ -241,7 +244,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 	}
 	env := &release.Env{
 		Policy: pol, CloudRun: c.clients.For, Bus: c.Bus, Log: log.With("component", "functions"),
-		Hooks: cfg.Hooks, DeployWait: 2 * time.Minute, Backups: backups,
+		Hooks: cfg.Hooks, DeployWait: 2 * time.Minute, Backups: backups, Now: cfg.Now,
 		HookClient: func(context.Context, string) (*http.Client, error) { return http.DefaultClient, nil },
 	}
 	mux := http.NewServeMux()

@@ -148,6 +148,7 @@ type options struct {
 	maxAttempts int
 	tick        time.Duration
 	wrapBackups func(release.Backuper) release.Backuper
+	now         func() time.Time // the functions' clock (default: the wall clock)
 }
 
 func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
@@ -166,7 +167,7 @@ func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
 		Dir: t.TempDir(), Policy: []byte(pol), Pubsub: backend, TickEvery: tick,
 		PollInterval: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		MaxAttempts: o.maxAttempts, Chaos: o.chaos, Hooks: o.hooks, WrapBackups: o.wrapBackups,
-		BackupBudget: 2 * time.Second,
+		BackupBudget: 2 * time.Second, Now: o.now,
 		Log:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if backend == pubsubemu.BackendGcloud {
