@@ -85,6 +85,9 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, image, digest stri
 		Retry: retry, Stages: pol.StagePercents(), Stable: s.svc.Serving, WindowOpen: pol.Windows.Allows(now),
 		Actor: actor,
 	}
+	if c.StableDigest, err = s.servingDigest(ctx); err != nil {
+		return err
+	}
 	if !c.WindowOpen {
 		c.Reason = "waiting for a deploy window"
 		if next := pol.Windows.NextAllowed(now); !next.IsZero() {
@@ -161,4 +164,21 @@ func (s *step) dequeue(ctx context.Context, digest, why string) error {
 	}
 	s.logger().Error("queued push dropped: "+why, "digest", digest)
 	return s.write(ctx, d, res.State)
+}
+
+// servingDigest is the digest of the image the revision serving 100% runs
+// ("" when traffic is split or the image is named by tag only).
+func (s *step) servingDigest(ctx context.Context) (string, error) {
+	if s.svc.Serving == "" {
+		return "", nil
+	}
+	rev, err := s.crun.Revision(ctx, s.svc.Name, s.svc.Serving)
+	if err != nil {
+		return "", classify(err)
+	}
+	ref, err := events.ParseImageRef(rev.Image)
+	if err != nil {
+		return "", nil
+	}
+	return ref.Digest, nil
 }

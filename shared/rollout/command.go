@@ -90,6 +90,9 @@ type Command struct {
 	Stages      []int     // stage percents, ascending, ending at 100
 	Stable      string    // the revision serving 100% now, as Cloud Run says (also Stop)
 	WindowOpen  bool      // a release may start now
+	// StableDigest is the digest the revision serving 100% runs ("" if
+	// unknown): a claim of it is stale, the image is already serving.
+	StableDigest string
 
 	// CanaryCreated.
 	Revision string

@@ -322,6 +322,9 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		}
 	}
 	r := s.Rollout
+	if c.StableDigest != "" && c.StableDigest == c.Digest {
+		return stale(s, fmt.Sprintf("already serving: %s runs %s and serves 100%% of the traffic", c.Stable, c.Digest))
+	}
 	attempt := 1
 	if r != nil && r.Digest == c.Digest {
 		if r.Active() {
