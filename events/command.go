@@ -97,6 +97,14 @@ type Command struct {
 	Actor string `json:"actor,omitempty"`
 	// Attempt counts watchdog re-publications of the same step (0: first).
 	Attempt int `json:"attempt,omitempty"`
+	// Reply asks the consuming function to publish what became of the
+	// command (an EventOutcome naming ID) on the events topic: the CLI
+	// waits for it.
+	Reply bool `json:"reply,omitempty"`
+	// OverrideWindow starts the release now even outside the policy's
+	// deploy windows (release, resume of a waiting rollout); Reason says
+	// why, and the history records who and why.
+	OverrideWindow bool `json:"overrideWindow,omitempty"`
 	// Time is when the command was published.
 	Time time.Time `json:"time"`
 }
@@ -177,6 +185,10 @@ func (c Command) Validate() error {
 		return bad("attempt", "must not be negative")
 	case c.Time.IsZero():
 		return bad("time", "missing")
+	case c.OverrideWindow && c.Type != CommandRelease && c.Type != CommandResume:
+		return bad("overrideWindow", fmt.Sprintf("only a release or a resume overrides the deploy window, not %s", c.Type))
+	case c.OverrideWindow && strings.TrimSpace(c.Reason) == "":
+		return bad("reason", "an override of the deploy window must say why")
 	}
 	if c.Type == CommandRelease {
 		if c.Image == "" {

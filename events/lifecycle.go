@@ -41,6 +41,27 @@ const (
 	// EventStopped: the service's traffic was changed outside coalmine; the
 	// rollout stopped and left it as it was (Reason says what changed).
 	EventStopped LifecycleType = "dev.coalmine.rollout.stopped.v1"
+	// EventOutcome answers a command whose sender asked for a reply
+	// (Command.Reply): Command names it, Outcome says what became of it
+	// and Reason why. Rollout and Phase are empty when no rollout was
+	// concerned (a release refused before any claim).
+	EventOutcome LifecycleType = "dev.coalmine.command.outcome.v1"
+)
+
+// The outcomes of a command, in EventOutcome.
+const (
+	// OutcomeApplied: the command did what it asked.
+	OutcomeApplied = "applied"
+	// OutcomeAlready: what it asked was already done (or is being done).
+	OutcomeAlready = "already"
+	// OutcomeQueued: a release queued behind the rollout in progress,
+	// which is superseded.
+	OutcomeQueued = "queued"
+	// OutcomeRefused: not allowed now; Reason says why.
+	OutcomeRefused = "refused"
+	// OutcomeTooLate: the rollout moved on (finished, or another step came
+	// first); Reason says how.
+	OutcomeTooLate = "too-late"
 )
 
 // LifecycleTypes lists every lifecycle event type.
@@ -48,7 +69,7 @@ var LifecycleTypes = []LifecycleType{
 	EventClaimed, EventWaiting, EventBackupStarted, EventBackupProgress, EventBackupDone,
 	EventCanaryCreated, EventTrafficShifted, EventPaused, EventResumed, EventPromoted,
 	EventRollingBack, EventRolledBack, EventSuperseded, EventFailed, EventVerdict,
-	EventQueued, EventNeedsAttention, EventStopped,
+	EventQueued, EventNeedsAttention, EventStopped, EventOutcome,
 }
 
 // Known reports whether t is a lifecycle type this version understands.
@@ -77,7 +98,11 @@ type Lifecycle struct {
 	Stable     string        `json:"stable,omitempty"`
 	Reason     string        `json:"reason,omitempty"`
 	Actor      string        `json:"actor,omitempty"`
-	Time       time.Time     `json:"time"`
+	// Command and Outcome: on EventOutcome, the ID of the command answered
+	// and what became of it.
+	Command string    `json:"command,omitempty"`
+	Outcome string    `json:"outcome,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // Encode validates e and returns its JSON encoding.
@@ -111,6 +136,11 @@ func (e Lifecycle) Validate() error {
 		return bad("type", fmt.Sprintf("unknown lifecycle type %q", e.Type))
 	case !ValidServiceID(e.Service):
 		return bad("service", fmt.Sprintf("%q is not a Cloud Run service ID", e.Service))
+	case e.Type == EventOutcome && e.Command == "":
+		return bad("command", "missing on an outcome")
+	case e.Type == EventOutcome && e.Outcome == "":
+		return bad("outcome", "missing")
+	case e.Type == EventOutcome:
 	case e.Rollout == "":
 		return bad("rollout", "missing")
 	case e.Phase == "":

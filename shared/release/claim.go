@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ai-square/coalmine/events"
@@ -37,7 +38,7 @@ func (e *Env) Artifact(ctx context.Context, n events.ArtifactNotification, publi
 	}
 	var errs []error
 	for _, svc := range services {
-		err := e.claim(ctx, svc, ref.Repository+"@"+ref.Digest, ref.Digest, published, false, "artifact-registry")
+		err := e.claim(ctx, svc, claimRequest{image: ref.Repository + "@" + ref.Digest, digest: ref.Digest, published: published, actor: "artifact-registry"})
 		errs = append(errs, e.done(events.FunctionBackup, "claim "+svc.Name, err))
 	}
 	return errors.Join(errs...)
@@ -49,15 +50,18 @@ func (e *Env) Release(ctx context.Context, c events.Command, published time.Time
 	pol, err := e.Policy.Service(c.Service)
 	if err != nil {
 		log.Warn("release ignored: service not in the policy")
+		e.reply(ctx, c, events.OutcomeRefused, fmt.Sprintf("service %s is not in the policy", c.Service), rollout.State{})
 		return nil
 	}
 	ref, err := events.ParseImageRef(c.Image)
 	if err != nil || ref.Digest == "" {
 		log.Warn("release ignored: image has no digest")
+		e.reply(ctx, c, events.OutcomeRefused, fmt.Sprintf("%s names no digest", c.Image), rollout.State{})
 		return nil
 	}
 	if !pol.AllowsImage(ref.Repository) {
 		log.Warn("release ignored: repository not allowed for the service", "repository", ref.Repository)
+		e.reply(ctx, c, events.OutcomeRefused, fmt.Sprintf("repository %s is not allowed for %s (allowed: %s)", ref.Repository, pol.Name, strings.Join(pol.Images, ", ")), rollout.State{})
 		// A queued push of it (the policy changed since) is dropped.
 		err := e.dequeue(ctx, pol.Name, ref.Digest, "repository "+ref.Repository+" is not allowed for the service")
 		return e.done(events.FunctionBackup, "release "+c.Service, err)
@@ -70,31 +74,56 @@ func (e *Env) Release(ctx context.Context, c events.Command, published time.Time
 		// The release of a queued push: it is as old as the push.
 		published = c.Pushed
 	}
-	err = e.claim(ctx, pol, ref.Repository+"@"+ref.Digest, ref.Digest, published, c.Retry, actor)
+	err = e.claim(ctx, pol, claimRequest{
+		image: ref.Repository + "@" + ref.Digest, digest: ref.Digest, published: published, retry: c.Retry,
+		actor: actor, override: c.OverrideWindow, reason: c.Reason, ask: asking(c),
+	})
 	return e.done(events.FunctionBackup, "release "+c.Service, err)
 }
 
-func (e *Env) claim(ctx context.Context, pol *policy.Service, image, digest string, published time.Time, retry bool, actor string) error {
+// claimRequest is a push or release to claim a rollout for.
+type claimRequest struct {
+	image, digest string
+	published     time.Time
+	retry         bool
+	actor         string
+	// override starts the rollout now outside the deploy windows; reason
+	// says why (both from an operator's release).
+	override bool
+	reason   string
+	// ask is the operator's command to answer, nil if none.
+	ask *events.Command
+}
+
+func (e *Env) claim(ctx context.Context, pol *policy.Service, req claimRequest) (err error) {
+	image, digest := req.image, req.digest
 	s, err := e.open(ctx, events.FunctionBackup, pol.Name, Point{Kind: rollout.Claim})
 	if err != nil {
 		return err
 	}
+	s.asker = req.ask
+	defer func() { s.answer(ctx, err) }()
 	now := e.now()
 	c := rollout.Command{
-		Kind: rollout.Claim, Service: pol.Name, Image: image, Digest: digest, PublishTime: published,
-		Retry: retry, Stages: pol.StagePercents(), Stable: s.svc.Serving, WindowOpen: pol.Windows.Allows(now),
-		Actor: actor,
+		Kind: rollout.Claim, Service: pol.Name, Image: image, Digest: digest, PublishTime: req.published,
+		Retry: req.retry, Stages: pol.StagePercents(), Stable: s.svc.Serving, WindowOpen: pol.Windows.Allows(now),
+		Actor: req.actor, Reason: req.reason,
 	}
 	if c.StableDigest, err = s.servingDigest(ctx); err != nil {
 		return err
 	}
-	if !c.WindowOpen {
+	switch {
+	case !c.WindowOpen && req.override:
+		c.WindowOpen = true
+		c.Reason = "deploy window overridden: " + req.reason
+	case !c.WindowOpen:
 		c.Reason = "waiting for a deploy window"
 		if next := pol.Windows.NextAllowed(now); !next.IsZero() {
 			c.Reason = fmt.Sprintf("waiting for the deploy window at %s", next.Format(time.RFC3339))
 		}
 	}
 	res := s.apply(c)
+	s.verdict = &res
 	queued := s.svc.State.Pending != nil && s.svc.State.Pending.Digest == digest
 	switch res.Outcome {
 	case rollout.Applied:

@@ -39,11 +39,13 @@ func hookTimeout(h *policy.Hook) time.Duration {
 	return 5 * time.Minute
 }
 
-func (e *Env) rollback(ctx context.Context, c events.Command) error {
+func (e *Env) rollback(ctx context.Context, c events.Command) (err error) {
 	s, err := e.open(ctx, events.FunctionRollback, c.Service, Point{Rollout: c.Rollout, Kind: rollout.Rollback})
 	if err != nil {
 		return err
 	}
+	s.asker = asking(c)
+	defer func() { s.answer(ctx, err) }()
 	reason := c.Reason
 	if reason == "" {
 		reason = "rollback requested"
@@ -54,6 +56,7 @@ func (e *Env) rollback(ctx context.Context, c events.Command) error {
 		cmd.Holder, cmd.Lease = e.holder(c.ID), hookTimeout(hook)+hookLeaseMargin
 	}
 	res := s.apply(cmd)
+	s.verdict = &res
 	switch res.Outcome {
 	case rollout.Applied:
 		if err := s.write(ctx, cmd, res.State); err != nil {
@@ -62,6 +65,9 @@ func (e *Env) rollback(ctx context.Context, c events.Command) error {
 			}
 			return err
 		}
+		// Traffic is back on the stable revision: that is the answer;
+		// the post-rollback steps follow.
+		s.answer(ctx, nil)
 	case rollout.Duplicate:
 	case rollout.Retry:
 		return errors.New("rollback: " + res.Reason)

@@ -19,7 +19,7 @@ func (e *Env) Shift(ctx context.Context, c events.Command) error {
 	return e.done(events.FunctionShift, string(c.Type)+" "+c.Rollout, e.shift(ctx, c))
 }
 
-func (e *Env) shift(ctx context.Context, c events.Command) error {
+func (e *Env) shift(ctx context.Context, c events.Command) (err error) {
 	var kind rollout.Kind
 	switch c.Type {
 	case events.CommandShiftTraffic:
@@ -35,8 +35,11 @@ func (e *Env) shift(ctx context.Context, c events.Command) error {
 	if err != nil {
 		return err
 	}
-	cmd := rollout.Command{Kind: kind, Rollout: c.Rollout, Generation: c.Generation, Stage: c.Stage, Manual: c.Manual, Reason: c.Reason, Actor: c.Actor}
+	s.asker = asking(c)
+	defer func() { s.answer(ctx, err) }()
+	cmd := rollout.Command{Kind: kind, Rollout: c.Rollout, Generation: c.Generation, Stage: c.Stage, Manual: c.Manual, Reason: c.Reason, Actor: c.Actor, OverrideWindow: c.OverrideWindow}
 	res := s.apply(cmd)
+	s.verdict = &res
 	switch res.Outcome {
 	case rollout.Applied:
 		if kind == rollout.Shift {
@@ -44,7 +47,14 @@ func (e *Env) shift(ctx context.Context, c events.Command) error {
 				return err
 			}
 		}
-		return s.write(ctx, cmd, res.State)
+		if err := s.write(ctx, cmd, res.State); err != nil {
+			return err
+		}
+		if s.svc.State.Rollout.Phase == rollout.BackingUp {
+			// A waiting rollout resumed with --override-window begins.
+			return s.publish(ctx, events.CommandBackup, 0, "")
+		}
+		return nil
 	case rollout.Duplicate:
 		// Already done, as far as the state says: make sure Cloud Run
 		// serves it (a write stored but not served, whose state could not

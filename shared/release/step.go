@@ -20,6 +20,13 @@ type step struct {
 	pol  *policy.Service
 	crun CloudRun
 	svc  *cloudrun.Service
+
+	// asker is the command to answer (its sender waits), nil if none;
+	// verdict is the state machine's decision on it; answered is set once
+	// the outcome is published.
+	asker    *events.Command
+	verdict  *rollout.Result
+	answered bool
 }
 
 // errPermanent wraps a failure that redelivery cannot fix; handle logs it
@@ -404,6 +411,9 @@ func lifecycleType(k rollout.Kind, p rollout.Phase) events.LifecycleType {
 	case rollout.Pause:
 		return events.EventPaused
 	case rollout.Resume:
+		if p == rollout.BackingUp {
+			return events.EventBackupStarted
+		}
 		return events.EventResumed
 	case rollout.Escalate, rollout.Dequeue:
 		return events.EventNeedsAttention

@@ -78,8 +78,11 @@ type Command struct {
 	// Manual marks an operator's decision: a manual Shift may move a paused
 	// rollout forward.
 	Manual bool
-	Reason string
-	Actor  string
+	// OverrideWindow: an operator starts a waiting rollout now, outside
+	// the deploy windows (a Resume); Reason says why.
+	OverrideWindow bool
+	Reason         string
+	Actor          string
 
 	// Claim.
 	Service     string

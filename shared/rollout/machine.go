@@ -226,7 +226,11 @@ func already(s State, why string) Result { return Result{Outcome: Duplicate, Sta
 
 // finished explains why a command does nothing to a terminal rollout.
 func finished(s State) Result {
-	return stale(s, fmt.Sprintf("rollout %s already %s", s.Rollout.ID, s.Rollout.Phase))
+	why := fmt.Sprintf("rollout %s already %s", s.Rollout.ID, s.Rollout.Phase)
+	if s.Rollout.Phase == Stopped {
+		why += ": " + s.Rollout.Reason
+	}
+	return stale(s, why)
 }
 
 // next returns a copy of s with the rollout moved to phase p (and stage),
@@ -631,7 +635,13 @@ func resume(s State, c Command, now time.Time, cfg Config) Result {
 		return next(s, c, now, cfg, Progressing, r.Stage)
 	case Progressing:
 		return already(s, fmt.Sprintf("not paused; at stage %d", r.Stage))
-	case Waiting, BackingUp, Deploying:
+	case Waiting:
+		if !c.OverrideWindow {
+			return reject(s, "the rollout waits for a deploy window; resume with an override of the window to start it now")
+		}
+		c.Reason = "deploy window overridden: " + c.Reason
+		return next(s, c, now, cfg, BackingUp, 0)
+	case BackingUp, Deploying:
 		return reject(s, "nothing to resume: rollout "+string(r.Phase))
 	case RollingBack:
 		return stale(s, "rolling back")
