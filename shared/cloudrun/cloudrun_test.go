@@ -489,3 +489,81 @@ func TestServesState(t *testing.T) {
 		}
 	}
 }
+
+// traffic is one traffic-only write of a rollout (SetTraffic).
+func (e *env) traffic(t *testing.T, svc *cloudrun.Service, c rollout.Command) (*cloudrun.Service, error) {
+	t.Helper()
+	c.Rollout, c.Generation = svc.State.Rollout.ID, svc.State.Generation
+	return e.run.SetTraffic(ctxFor(t), svc, e.apply(t, svc.State, c))
+}
+
+// TestTrafficWritesNeverCreateRevisions: stages, a pause, a resume and the promotion send
+// the template as read and create no revision; when Cloud Run refuses such a write
+// (ALREADY_EXISTS), the write fails as invalid rather than send the template without its
+// name, which would create one.
+func TestTrafficWritesNeverCreateRevisions(t *testing.T) {
+	e := newEnv(t)
+	svc, err := e.deployed(t, canaryImage, canaryDigest)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	canary := svc.Canary()
+	revisions := e.revisionCount(t)
+	check := func(what string) {
+		t.Helper()
+		_, _, raw := e.statuses(t)
+		if got, want := raw.GetLatestCreatedRevision(), e.run.RevisionName(service, canary); got != want {
+			t.Errorf("after %s: latest created revision %s, want %s", what, got, want)
+		}
+		if got, want := raw.GetTemplate().GetRevision(), canary; got != want {
+			t.Errorf("after %s: template revision %q, want %q", what, got, want)
+		}
+		if got := e.revisionCount(t); got != revisions {
+			t.Errorf("after %s: %d revisions, want %d", what, got, revisions)
+		}
+	}
+
+	for _, step := range []struct {
+		what string
+		cmd  rollout.Command
+	}{
+		{"stage 1", rollout.Command{Kind: rollout.Shift, Stage: 1}},
+		{"pause", rollout.Command{Kind: rollout.Pause, Reason: "look at the logs"}},
+		{"resume", rollout.Command{Kind: rollout.Resume}},
+		{"stage 2", rollout.Command{Kind: rollout.Shift, Stage: 2}},
+	} {
+		if svc, err = e.traffic(t, svc, step.cmd); err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		check(step.what)
+	}
+
+	// Cloud Run refuses the template it was sent back (as it may when its defaults moved on).
+	e.emu.InjectFault("UpdateService", runemu.Fault{Code: codes.AlreadyExists, Times: 1,
+		Message: "Revision named '" + canary + "' with different configuration already exists."})
+	before := e.read(t)
+	_, err = e.traffic(t, svc, rollout.Command{Kind: rollout.Shift, Stage: 3})
+	if !errors.Is(err, cloudrun.ErrInvalid) || cloudrun.Transient(err) {
+		t.Errorf("stage 3 refused with ALREADY_EXISTS = %v, want permanent ErrInvalid", err)
+	}
+	check("the refused stage 3")
+	if got := e.read(t); got.State.Generation != before.State.Generation || got.Etag != before.Etag {
+		t.Errorf("the refused write changed the service: generation %d etag %s, want %d %s", got.State.Generation, got.Etag, before.State.Generation, before.Etag)
+	}
+
+	for _, step := range []struct {
+		what string
+		cmd  rollout.Command
+	}{
+		{"stage 3", rollout.Command{Kind: rollout.Shift, Stage: 3}},
+		{"promotion", rollout.Command{Kind: rollout.Shift, Stage: 4}},
+	} {
+		if svc, err = e.traffic(t, svc, step.cmd); err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		check(step.what)
+	}
+	if svc.State.Rollout.Phase != rollout.Promoted {
+		t.Errorf("phase %s, want promoted", svc.State.Rollout.Phase)
+	}
+}

@@ -34,6 +34,9 @@ type DeployRequest struct {
 // current split stays pinned to named revisions, in one write. It then
 // waits (within ctx) until the revision is Ready. A revision that cannot
 // start returns ErrRevisionFailed with Cloud Run's reason; no traffic moved.
+// If Cloud Run refuses the canary's name (ALREADY_EXISTS: a revision of that
+// name has another configuration) the deploy fails with ErrInvalid: a copy
+// under a generated name would not be the canary the state records.
 // Deploying the same canary again (a redelivery) creates nothing new.
 func (c *Client) Deploy(ctx context.Context, svc *Service, next rollout.State, req DeployRequest) (*Service, error) {
 	r := next.Rollout
@@ -48,7 +51,7 @@ func (c *Client) Deploy(ctx context.Context, svc *Service, next rollout.State, r
 	}
 	ctr.Image = req.Image
 	setEnv(ctr, req.Env)
-	after, err := c.write(ctx, svc, next, tmpl)
+	after, err := c.write(ctx, svc, next, tmpl, false)
 	var oe *opError
 	if errors.As(err, &oe) {
 		// The write was accepted; the revision did not come up.
@@ -69,9 +72,12 @@ func (c *Client) Deploy(ctx context.Context, svc *Service, next rollout.State, r
 
 // SetTraffic writes next's traffic split and state, leaving the template
 // alone: a stage, a promotion (next makes the canary stable and keeps the
-// old stable at 0% tagged "previous"), a pause or a resume.
+// old stable at 0% tagged "previous"), a pause or a resume. The template
+// goes back exactly as read, so Cloud Run creates no revision; should Cloud
+// Run refuse it (ALREADY_EXISTS), the write fails with ErrInvalid rather
+// than send it without its name, which would create one.
 func (c *Client) SetTraffic(ctx context.Context, svc *Service, next rollout.State) (*Service, error) {
-	return c.write(ctx, svc, next, nil)
+	return c.write(ctx, svc, next, nil, false)
 }
 
 // Rollback writes next (whose traffic is all on the stable revision) and
@@ -89,7 +95,7 @@ func (c *Client) Rollback(ctx context.Context, svc *Service, next rollout.State)
 			return nil, fmt.Errorf("rollback %s: saved template: %w: %w", svc.Name, ErrState, err)
 		}
 	}
-	return c.write(ctx, svc, next, tmpl)
+	return c.write(ctx, svc, next, tmpl, true)
 }
 
 func isAlreadyExists(err error) bool {
