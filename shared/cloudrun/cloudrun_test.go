@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ai-square/coalmine/infra/local/runemu"
 	"github.com/ai-square/coalmine/infra/local/sampleapp"
@@ -59,6 +60,21 @@ type env struct {
 // web-stable, and connects the adapter to it.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// stableTemplate is the template of revision web-stable.
+func stableTemplate() *runpb.RevisionTemplate {
+	return &runpb.RevisionTemplate{
+		Revision:   stableRev,
+		Labels:     map[string]string{"team": "ai-square"},
+		Containers: []*runpb.Container{{Name: "web", Image: stableImage, Env: []*runpb.EnvVar{{Name: "USE_POSTGRES", Values: &runpb.EnvVar_Value{Value: "false"}}}}},
+	}
+}
+
+// newEnvWith is newEnv with web-stable's template changed by edit (if not nil).
+func newEnvWith(t *testing.T, edit func(*runpb.RevisionTemplate)) *env {
+	t.Helper()
 	reg := runemu.NewRegistry()
 	reg.Register(stableImage, runemu.Image{Env: map[string]string{"APP_VERSION": "stable"}})
 	reg.Register(canaryImage, runemu.Image{Env: map[string]string{"APP_VERSION": "canary"}})
@@ -84,13 +100,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { revs.Close() })
+	tmpl := stableTemplate()
+	if edit != nil {
+		edit(tmpl)
+	}
 	op, err := svcs.CreateService(ctx, &runpb.CreateServiceRequest{
 		Parent: "projects/" + project + "/locations/" + region, ServiceId: service,
-		Service: &runpb.Service{Template: &runpb.RevisionTemplate{
-			Revision:   stableRev,
-			Labels:     map[string]string{"team": "ai-square"},
-			Containers: []*runpb.Container{{Name: "web", Image: stableImage, Env: []*runpb.EnvVar{{Name: "USE_POSTGRES", Values: &runpb.EnvVar_Value{Value: "false"}}}}},
-		}},
+		Service: &runpb.Service{Template: tmpl},
 	})
 	if err != nil {
 		t.Fatalf("CreateService: %v", err)
@@ -487,5 +503,192 @@ func TestServesState(t *testing.T) {
 		if got := svc.ServesState(); got != tc.want {
 			t.Errorf("%s: ServesState() = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// traffic is one traffic-only write of a rollout (SetTraffic).
+func (e *env) traffic(t *testing.T, svc *cloudrun.Service, c rollout.Command) (*cloudrun.Service, error) {
+	t.Helper()
+	c.Rollout, c.Generation = svc.State.Rollout.ID, svc.State.Generation
+	return e.run.SetTraffic(ctxFor(t), svc, e.apply(t, svc.State, c))
+}
+
+// TestTrafficWritesNeverCreateRevisions: stages, a pause, a resume and the promotion send
+// the template as read and create no revision; when Cloud Run refuses such a write
+// (ALREADY_EXISTS), the write fails as invalid rather than send the template without its
+// name, which would create one.
+func TestTrafficWritesNeverCreateRevisions(t *testing.T) {
+	e := newEnv(t)
+	svc, err := e.deployed(t, canaryImage, canaryDigest)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	canary := svc.Canary()
+	revisions := e.revisionCount(t)
+	check := func(what string) {
+		t.Helper()
+		_, _, raw := e.statuses(t)
+		if got, want := raw.GetLatestCreatedRevision(), e.run.RevisionName(service, canary); got != want {
+			t.Errorf("after %s: latest created revision %s, want %s", what, got, want)
+		}
+		if got, want := raw.GetTemplate().GetRevision(), canary; got != want {
+			t.Errorf("after %s: template revision %q, want %q", what, got, want)
+		}
+		if got := e.revisionCount(t); got != revisions {
+			t.Errorf("after %s: %d revisions, want %d", what, got, revisions)
+		}
+	}
+
+	for _, step := range []struct {
+		what string
+		cmd  rollout.Command
+	}{
+		{"stage 1", rollout.Command{Kind: rollout.Shift, Stage: 1}},
+		{"pause", rollout.Command{Kind: rollout.Pause, Reason: "look at the logs"}},
+		{"resume", rollout.Command{Kind: rollout.Resume}},
+		{"stage 2", rollout.Command{Kind: rollout.Shift, Stage: 2}},
+	} {
+		if svc, err = e.traffic(t, svc, step.cmd); err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		check(step.what)
+	}
+
+	// Cloud Run refuses the template it was sent back (as it may when its defaults moved on).
+	e.emu.InjectFault("UpdateService", runemu.Fault{Code: codes.AlreadyExists, Times: 1,
+		Message: "Revision named '" + canary + "' with different configuration already exists."})
+	before := e.read(t)
+	_, err = e.traffic(t, svc, rollout.Command{Kind: rollout.Shift, Stage: 3})
+	if !errors.Is(err, cloudrun.ErrInvalid) || cloudrun.Transient(err) {
+		t.Errorf("stage 3 refused with ALREADY_EXISTS = %v, want permanent ErrInvalid", err)
+	}
+	check("the refused stage 3")
+	if got := e.read(t); got.State.Generation != before.State.Generation || got.Etag != before.Etag {
+		t.Errorf("the refused write changed the service: generation %d etag %s, want %d %s", got.State.Generation, got.Etag, before.State.Generation, before.Etag)
+	}
+
+	for _, step := range []struct {
+		what string
+		cmd  rollout.Command
+	}{
+		{"stage 3", rollout.Command{Kind: rollout.Shift, Stage: 3}},
+		{"promotion", rollout.Command{Kind: rollout.Shift, Stage: 4}},
+	} {
+		if svc, err = e.traffic(t, svc, step.cmd); err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		check(step.what)
+	}
+	if svc.State.Rollout.Phase != rollout.Promoted {
+		t.Errorf("phase %s, want promoted", svc.State.Rollout.Phase)
+	}
+}
+
+// rollback rolls the rollout of svc back (operator abort) and fails the test on error.
+func (e *env) rollback(t *testing.T, svc *cloudrun.Service) *cloudrun.Service {
+	t.Helper()
+	st := e.apply(t, svc.State, rollout.Command{Kind: rollout.Rollback, Rollout: svc.State.Rollout.ID, Generation: svc.State.Generation, Reason: "operator abort"})
+	after, err := e.run.Rollback(ctxFor(t), svc, st)
+	if err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	return after
+}
+
+// TestRollbackRestoresTheStableTemplateExactly: when the stable revision is the latest
+// created, its template is the service's own, and a rollback restores it field for field,
+// fields the Revision resource does not carry (health_check_disabled) included, without
+// creating a revision.
+func TestRollbackRestoresTheStableTemplateExactly(t *testing.T) {
+	e := newEnvWith(t, func(tmpl *runpb.RevisionTemplate) {
+		tmpl.HealthCheckDisabled = true
+		tmpl.Annotations = map[string]string{"example.com/owner": "platform"}
+	})
+	_, _, before := e.statuses(t)
+	svc, err := e.deployed(t, canaryImage, canaryDigest)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	svc = e.shift(t, svc, 1)
+	revisions := e.revisionCount(t)
+	e.rollback(t, svc)
+
+	percent, _, after := e.statuses(t)
+	if percent[stableRev] != 100 || len(percent) != 1 {
+		t.Errorf("after rollback: TrafficStatuses %v, want only %s at 100%%", percent, stableRev)
+	}
+	if got, want := after.GetTemplate(), before.GetTemplate(); !proto.Equal(got, want) {
+		t.Errorf("template after rollback:\ngot  %v\nwant %v (as before the rollout)", got, want)
+	}
+	if got := e.revisionCount(t); got != revisions {
+		t.Errorf("rollback created a revision: %d revisions, had %d", got, revisions)
+	}
+	if got, want := after.GetLatestCreatedRevision(), e.run.RevisionName(service, stableRev); got != want {
+		t.Errorf("latest created revision %s, want %s", got, want)
+	}
+}
+
+// TestRollbackAfterTheTemplateMovedOn: when another revision was created after the stable
+// one (here a no-traffic deploy from outside coalmine), the stable template is rebuilt from
+// the Revision resource. Without fields the Revision lacks, it is the stable revision's
+// configuration and the rollback creates no revision; with one (health_check_disabled) it is
+// lost, Cloud Run refuses the stable name (ALREADY_EXISTS), and the rollback writes the
+// template without a name: one new revision, a copy at 0%, while traffic is all on stable.
+func TestRollbackAfterTheTemplateMovedOn(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		healthCheckOff    bool
+		wantNewRevisions  int
+		wantTemplateNamed bool
+	}{
+		{"no field lost", false, 0, true},
+		{"health_check_disabled lost", true, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, func(tmpl *runpb.RevisionTemplate) { tmpl.HealthCheckDisabled = tc.healthCheckOff })
+			// gcloud run deploy --no-traffic --revision-suffix other, from outside coalmine.
+			_, _, raw := e.statuses(t)
+			raw.Template.Revision = service + "-other"
+			raw.Template.Containers[0].Env = append(raw.Template.Containers[0].Env, &runpb.EnvVar{Name: "EXTRA", Values: &runpb.EnvVar_Value{Value: "1"}})
+			raw.Traffic = []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, Revision: stableRev, Percent: 100}}
+			op, err := e.svcs.UpdateService(ctxFor(t), &runpb.UpdateServiceRequest{Service: raw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.Wait(ctxFor(t)); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.read(t); got.LatestCreated != service+"-other" || got.Serving != stableRev {
+				t.Fatalf("after the outside deploy: latest created %s serving %s, want %s-other and %s", got.LatestCreated, got.Serving, service, stableRev)
+			}
+
+			svc, err := e.deployed(t, canaryImage, canaryDigest)
+			if err != nil {
+				t.Fatalf("Deploy: %v", err)
+			}
+			revisions := e.revisionCount(t)
+			svc = e.rollback(t, svc)
+
+			if got, want := e.revisionCount(t), revisions+tc.wantNewRevisions; got != want {
+				t.Errorf("%d revisions after the rollback, want %d", got, want)
+			}
+			percent, _, after := e.statuses(t)
+			if percent[stableRev] != 100 || len(percent) != 1 {
+				t.Errorf("after rollback: TrafficStatuses %v, want only %s at 100%%", percent, stableRev)
+			}
+			tmpl := after.GetTemplate()
+			if got := tmpl.GetRevision() == stableRev; got != tc.wantTemplateNamed {
+				t.Errorf("template revision %q: named %s = %v, want %v", tmpl.GetRevision(), stableRev, got, tc.wantTemplateNamed)
+			}
+			if got := tmpl.GetContainers()[0].GetImage(); got != stableImage {
+				t.Errorf("template image %s, want %s", got, stableImage)
+			}
+			if tmpl.GetHealthCheckDisabled() {
+				t.Errorf("template has health_check_disabled; the rebuilt template cannot carry it")
+			}
+			if svc.Serving != stableRev {
+				t.Errorf("serving %s, want %s", svc.Serving, stableRev)
+			}
+		})
 	}
 }

@@ -34,6 +34,9 @@ type DeployRequest struct {
 // current split stays pinned to named revisions, in one write. It then
 // waits (within ctx) until the revision is Ready. A revision that cannot
 // start returns ErrRevisionFailed with Cloud Run's reason; no traffic moved.
+// If Cloud Run refuses the canary's name (ALREADY_EXISTS: a revision of that
+// name has another configuration) the deploy fails with ErrInvalid: a copy
+// under a generated name would not be the canary the state records.
 // Deploying the same canary again (a redelivery) creates nothing new.
 func (c *Client) Deploy(ctx context.Context, svc *Service, next rollout.State, req DeployRequest) (*Service, error) {
 	r := next.Rollout
@@ -48,7 +51,7 @@ func (c *Client) Deploy(ctx context.Context, svc *Service, next rollout.State, r
 	}
 	ctr.Image = req.Image
 	setEnv(ctr, req.Env)
-	after, err := c.write(ctx, svc, next, tmpl)
+	after, err := c.write(ctx, svc, next, tmpl, false)
 	var oe *opError
 	if errors.As(err, &oe) {
 		// The write was accepted; the revision did not come up.
@@ -69,9 +72,12 @@ func (c *Client) Deploy(ctx context.Context, svc *Service, next rollout.State, r
 
 // SetTraffic writes next's traffic split and state, leaving the template
 // alone: a stage, a promotion (next makes the canary stable and keeps the
-// old stable at 0% tagged "previous"), a pause or a resume.
+// old stable at 0% tagged "previous"), a pause or a resume. The template
+// goes back exactly as read, so Cloud Run creates no revision; should Cloud
+// Run refuse it (ALREADY_EXISTS), the write fails with ErrInvalid rather
+// than send it without its name, which would create one.
 func (c *Client) SetTraffic(ctx context.Context, svc *Service, next rollout.State) (*Service, error) {
-	return c.write(ctx, svc, next, nil)
+	return c.write(ctx, svc, next, nil, false)
 }
 
 // Rollback writes next (whose traffic is all on the stable revision) and
@@ -89,7 +95,7 @@ func (c *Client) Rollback(ctx context.Context, svc *Service, next rollout.State)
 			return nil, fmt.Errorf("rollback %s: saved template: %w: %w", svc.Name, ErrState, err)
 		}
 	}
-	return c.write(ctx, svc, next, tmpl)
+	return c.write(ctx, svc, next, tmpl, true)
 }
 
 func isAlreadyExists(err error) bool {
@@ -98,20 +104,36 @@ func isAlreadyExists(err error) bool {
 }
 
 // StableTemplate returns the template of the service's stable revision, in
-// protojson, for the rollout state to keep until the rollout ends. It is
-// rebuilt from the revision itself (not the service template, which may
-// have drifted), named after the revision, and without annotations or
-// labels in namespaces Cloud Run reserves.
+// protojson, for the rollout state to keep until the rollout ends, named
+// after the revision and without annotations or labels in namespaces Cloud
+// Run reserves.
+//
+// When the stable revision is the service's latest created revision, the
+// service's own template is that revision's template, every field included
+// (any change to the template creates a revision). Otherwise the template
+// has moved on (a revision was created after the stable one), and the
+// template is rebuilt from the stable Revision resource, which lacks some
+// RevisionTemplate fields (health_check_disabled): restored, such a
+// template may differ from the revision's configuration, and Rollback then
+// writes it as a new revision (see Rollback).
 func (c *Client) StableTemplate(ctx context.Context, svc *Service) (json.RawMessage, error) {
 	stable := svc.Stable()
 	if stable == "" {
 		return nil, fmt.Errorf("service %s: %w", svc.Name, ErrNoStable)
 	}
-	raw, err := c.revisions.GetRevision(ctx, &runpb.GetRevisionRequest{Name: c.RevisionName(svc.Name, stable)})
-	if err != nil {
-		return nil, classify("read stable revision "+stable, err)
+	var tmpl *runpb.RevisionTemplate
+	if svc.LatestCreated == stable {
+		tmpl = svc.Template()
+		tmpl.Revision = stable
+		tmpl.Annotations = withoutReserved(tmpl.Annotations)
+		tmpl.Labels = withoutReserved(tmpl.Labels)
+	} else {
+		raw, err := c.revisions.GetRevision(ctx, &runpb.GetRevisionRequest{Name: c.RevisionName(svc.Name, stable)})
+		if err != nil {
+			return nil, classify("read stable revision "+stable, err)
+		}
+		tmpl = templateFromRevision(raw)
 	}
-	tmpl := templateFromRevision(raw)
 	b, err := protojson.Marshal(tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("encode stable template: %w", err)
@@ -122,6 +144,25 @@ func (c *Client) StableTemplate(ctx context.Context, svc *Service) (json.RawMess
 // reservedPrefixes are annotation and label namespaces Cloud Run v2 rejects.
 var reservedPrefixes = []string{"run.googleapis.com/", "cloud.googleapis.com/", "serving.knative.dev/", "autoscaling.knative.dev/"}
 
+// revisionField is the field of the Revision resource that carries
+// RevisionTemplate field df (same name and type), or nil when the Revision
+// lacks it. The template's revision name has none: it is the Revision's
+// name.
+func revisionField(df protoreflect.FieldDescriptor) protoreflect.FieldDescriptor {
+	sf := (&runpb.Revision{}).ProtoReflect().Descriptor().Fields().ByName(df.Name())
+	switch {
+	case df.Name() == "revision", sf == nil:
+		return nil
+	case sf.Kind() != df.Kind() || sf.Cardinality() != df.Cardinality() || sf.IsMap() != df.IsMap():
+		return nil
+	case df.Kind() == protoreflect.MessageKind && !df.IsMap() && sf.Message().FullName() != df.Message().FullName():
+		return nil
+	case df.Kind() == protoreflect.EnumKind && sf.Enum().FullName() != df.Enum().FullName():
+		return nil
+	}
+	return sf
+}
+
 // templateFromRevision copies every RevisionTemplate field that the
 // Revision resource has under the same name and type.
 func templateFromRevision(rev *runpb.Revision) *runpb.RevisionTemplate {
@@ -130,20 +171,9 @@ func templateFromRevision(rev *runpb.Revision) *runpb.RevisionTemplate {
 	fields := dst.Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
 		df := fields.Get(i)
-		sf := src.Descriptor().Fields().ByName(df.Name())
-		if sf == nil || sf.Kind() != df.Kind() || sf.Cardinality() != df.Cardinality() || sf.IsMap() != df.IsMap() {
-			continue
+		if sf := revisionField(df); sf != nil && src.Has(sf) {
+			dst.Set(df, src.Get(sf))
 		}
-		if df.Kind() == protoreflect.MessageKind && !df.IsMap() && sf.Message().FullName() != df.Message().FullName() {
-			continue
-		}
-		if df.Kind() == protoreflect.EnumKind && sf.Enum().FullName() != df.Enum().FullName() {
-			continue
-		}
-		if df.Name() == "revision" || !src.Has(sf) {
-			continue
-		}
-		dst.Set(df, src.Get(sf))
 	}
 	tmpl = proto.Clone(tmpl).(*runpb.RevisionTemplate)
 	tmpl.Revision = shortName(rev.GetName())

@@ -22,7 +22,13 @@ import (
 // the service is read again and must still have the etag and the state
 // generation of svc; after it the service must hold next's generation. Any
 // difference is ErrConflict: someone else wrote in between.
-func (c *Client) write(ctx context.Context, svc *Service, next rollout.State, tmpl *runpb.RevisionTemplate) (*Service, error) {
+//
+// With tmpl nil the template goes back exactly as read, revision name
+// included, so Cloud Run creates no revision; if Cloud Run refuses it, the
+// write fails. Only with copyIfRefused, when Cloud Run refuses tmpl's
+// revision name (ALREADY_EXISTS: that revision has another configuration),
+// is tmpl sent again without a name, and Cloud Run creates a revision of it.
+func (c *Client) write(ctx context.Context, svc *Service, next rollout.State, tmpl *runpb.RevisionTemplate, copyIfRefused bool) (*Service, error) {
 	if next.Generation != svc.State.Generation+1 {
 		return nil, fmt.Errorf("write %s: state generation %d does not follow %d: %w", svc.Name, next.Generation, svc.State.Generation, ErrInvalid)
 	}
@@ -52,7 +58,7 @@ func (c *Client) write(ctx context.Context, svc *Service, next rollout.State, tm
 		upd.Template = tmpl
 	}
 	op, err := c.services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: upd})
-	if isAlreadyExists(err) && upd.GetTemplate().GetRevision() != "" {
+	if copyIfRefused && tmpl != nil && isAlreadyExists(err) && upd.GetTemplate().GetRevision() != "" {
 		// Cloud Run refuses a template whose explicit revision name already
 		// exists with another configuration (it may have filled in defaults
 		// the stored revision lacks): send it without a name.

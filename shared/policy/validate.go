@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ai-square/coalmine/shared/rollout"
 )
 
 // FieldError is one problem in a policy: the YAML path of the field and the rule it breaks.
@@ -67,6 +69,13 @@ var (
 	methodRE        = regexp.MustCompile(`^[A-Z]+$`)
 )
 
+// longestTag is the longest traffic tag coalmine writes; maxServiceName the
+// longest service name with which every tag fits Cloud Run's limit (38).
+var (
+	longestTag     = rollout.LongestOwnedTag()
+	maxServiceName = rollout.MaxTagAndServiceName - len(longestTag)
+)
+
 // reservedEnv are the environment variables Cloud Run sets itself and refuses in a template.
 var reservedEnv = []string{"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"}
 
@@ -74,8 +83,9 @@ func (v *validator) service(path string, s *Service) {
 	switch {
 	case s.Name == "":
 		v.add(path+".name", "required")
-	case len(s.Name) >= 50:
-		v.add(path+".name", "must be shorter than 50 characters")
+	case len(s.Name) > maxServiceName:
+		v.add(path+".name", fmt.Sprintf("must be at most %d characters: Cloud Run refuses a traffic tag and service name longer than %d characters together, and coalmine tags revisions with %q (%d characters)",
+			maxServiceName, rollout.MaxTagAndServiceName, longestTag, len(longestTag)))
 	case !serviceNameRE.MatchString(s.Name):
 		v.add(path+".name", "must start with a lower-case letter, contain only a-z, 0-9 and '-', and not end with '-'")
 	}

@@ -30,8 +30,9 @@ func TestFieldError(t *testing.T) {
 
 func TestValidateRules(t *testing.T) {
 	const (
-		p   = "services[0]"
-		dur = `must be a duration such as 90s, 24h or 2d, got "%s"`
+		p           = "services[0]"
+		dur         = `must be a duration such as 90s, 24h or 2d, got "%s"`
+		nameTooLong = `must be at most 38 characters: Cloud Run refuses a traffic tag and service name longer than 46 characters together, and coalmine tags revisions with "previous" (8 characters)`
 	)
 	badDur := func(text string) Duration { return Duration{invalid: text} }
 	withDB := func(s *Service, db Database) { s.Backup.Database = db }
@@ -55,7 +56,8 @@ func TestValidateRules(t *testing.T) {
 		{"name digit first", func(s *Service) { s.Name = "1web" }, p + ".name", "must start with a lower-case letter, contain only a-z, 0-9 and '-', and not end with '-'"},
 		{"name trailing dash", func(s *Service) { s.Name = "web-" }, p + ".name", "must start with a lower-case letter, contain only a-z, 0-9 and '-', and not end with '-'"},
 		{"name underscore", func(s *Service) { s.Name = "my_web" }, p + ".name", "must start with a lower-case letter, contain only a-z, 0-9 and '-', and not end with '-'"},
-		{"name too long", func(s *Service) { s.Name = strings.Repeat("a", 50) }, p + ".name", "must be shorter than 50 characters"},
+		{"name too long for the longest tag", func(s *Service) { s.Name = "a" + strings.Repeat("b", 38) }, p + ".name", nameTooLong},
+		{"name too long for Cloud Run", func(s *Service) { s.Name = strings.Repeat("a", 50) }, p + ".name", nameTooLong},
 		{"project required", func(s *Service) { s.Project = "" }, p + ".project", "required"},
 		{"project invalid", func(s *Service) { s.Project = "My_Project" }, p + ".project", "must be a project id (6-30 characters: a-z, 0-9, '-', starting with a letter) or a project number"},
 		{"project too short", func(s *Service) { s.Project = "proj" }, p + ".project", "must be a project id (6-30 characters: a-z, 0-9, '-', starting with a letter) or a project number"},
@@ -225,7 +227,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"artifact registry", func(s *Service) { s.Images = []string{"asia-east1-docker.pkg.dev/my-project/repo/sub/web-app_2.x"} }},
 		{"docker hub", func(s *Service) { s.Images = []string{"docker.io/library/nginx"} }},
 		{"project number", func(s *Service) { s.Project = "123456789012" }},
-		{"name 49 chars", func(s *Service) { s.Name = "a" + strings.Repeat("b", 48) }},
+		{"name 38 chars", func(s *Service) { s.Name = "a" + strings.Repeat("b", 37) }},
 		{"single stage 100", func(s *Service) { s.Stages = []Stage{{Percent: 100}} }},
 		{"blue-green", func(s *Service) { s.Strategy, s.Stages = StrategyBlueGreen, DefaultBlueGreenStages() }},
 		{"bake zero", func(s *Service) { s.Stages[0].Bake = Dur(0) }},

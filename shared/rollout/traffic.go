@@ -1,5 +1,10 @@
 package rollout
 
+import (
+	"cmp"
+	"slices"
+)
+
 // The traffic tags coalmine owns. Other tags on the service are left alone.
 const (
 	TagStable   = "stable"
@@ -8,7 +13,21 @@ const (
 )
 
 // OwnedTag reports whether coalmine manages tag t.
-func OwnedTag(t string) bool { return t == TagStable || t == TagCanary || t == TagPrevious }
+func OwnedTag(t string) bool { return slices.Contains(OwnedTags(), t) }
+
+// OwnedTags returns the traffic tags coalmine writes.
+func OwnedTags() []string { return []string{TagStable, TagCanary, TagPrevious} }
+
+// MaxTagAndServiceName is Cloud Run's limit on a traffic tag's length plus
+// the service name's: a longer pair is refused (INVALID_ARGUMENT "Combined
+// traffic tag and service name cannot exceed 46 characters").
+const MaxTagAndServiceName = 46
+
+// LongestOwnedTag returns the longest tag coalmine writes: a service name
+// longer than MaxTagAndServiceName minus its length cannot be released.
+func LongestOwnedTag() string {
+	return slices.MaxFunc(OwnedTags(), func(a, b string) int { return cmp.Compare(len(a), len(b)) })
+}
 
 // Target is one entry of a traffic split: a named revision, its share and
 // its tag.

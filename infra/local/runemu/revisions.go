@@ -42,7 +42,7 @@ type revision struct {
 	seq             int64
 	created         time.Time
 	updated         time.Time
-	template        *runpb.RevisionTemplate // as submitted
+	template        *runpb.RevisionTemplate // as stored: submitted, with server-side defaults
 	ready           bool
 	reconciling     bool
 	cond            *runpb.Condition // the Ready condition

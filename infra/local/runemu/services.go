@@ -127,13 +127,6 @@ func mergeSpec(cur, in *runpb.Service, mask *fieldmaskpb.FieldMask) (*runpb.Serv
 	return userSpec(out), nil
 }
 
-// sameTemplate compares two templates ignoring the revision name.
-func sameTemplate(a, b *runpb.RevisionTemplate) bool {
-	a, b = proto.CloneOf(a), proto.CloneOf(b)
-	a.Revision, b.Revision = "", ""
-	return proto.Equal(a, b)
-}
-
 // computeEtag derives a quoted etag from the generation and a hash of the spec.
 func computeEtag(svc *service) string {
 	h := sha256.New()
@@ -261,17 +254,28 @@ func (s *Server) validatedOp(name string, spec *runpb.Service, pl *plan) *longru
 	return s.ops.snapshot(op)
 }
 
-// planLocked validates spec against svc and decides which revision it needs.
+// planLocked validates spec against svc, fills the template's server-side defaults into
+// spec, and decides which revision the template needs:
+//   - named after an existing revision: that revision, if its configuration is the same
+//     after defaults, else ALREADY_EXISTS (Cloud Run's 409);
+//   - named after no revision: a new revision of that name;
+//   - unnamed and equal to the service's current template after defaults (the name is part
+//     of the template, so clearing it is a change): the latest created revision;
+//   - unnamed and changed: a new revision with a generated name.
+//
+// force (ForceNewRevision) always needs a new revision.
 func (s *Server) planLocked(svc *service, spec *runpb.Service, force bool) (*plan, error) {
 	if err := validateSpec(svc.id, spec); err != nil {
 		return nil, err
 	}
+	cur := svc.spec.GetTemplate()
+	spec.Template = withDefaults(spec.GetTemplate())
 	pl := &plan{}
 	tmpl := spec.GetTemplate()
 	if name := tmpl.GetRevision(); name != "" {
 		if existing, ok := svc.revisions[name]; ok {
-			if !sameTemplate(existing.template, tmpl) {
-				return nil, status.Errorf(codes.AlreadyExists, "Revision named '%s' with different configuration already exists", name)
+			if !sameConfiguration(existing.template, tmpl) {
+				return nil, status.Errorf(codes.AlreadyExists, "Revision named '%s' with different configuration already exists.", name)
 			}
 			if force {
 				return nil, status.Errorf(codes.AlreadyExists, "Revision named '%s' already exists; force_new_revision needs a new revision name", name)
@@ -281,9 +285,8 @@ func (s *Server) planLocked(svc *service, spec *runpb.Service, force bool) (*pla
 			pl.newRev = name
 		}
 	} else {
-		latest := svc.revisions[svc.latestCreated]
-		if latest != nil && !force && sameTemplate(latest.template, tmpl) {
-			pl.templateRev = latest.name
+		if svc.latestCreated != "" && !force && proto.Equal(withDefaults(cur), tmpl) {
+			pl.templateRev = svc.latestCreated
 		} else {
 			pl.newRev = s.generateRevisionNameLocked(svc)
 		}

@@ -17,6 +17,9 @@ const (
 	maxRevisionNameLen = 63
 	// maxTagLen is a DNS label's length.
 	maxTagLen = 63
+	// maxTagAndServiceLen: Cloud Run refuses a traffic tag whose length plus the service
+	// name's exceeds this.
+	maxTagAndServiceLen = 46
 	// maxAnnotationBytes is the Kubernetes budget for one object's annotations (keys and
 	// values), which Cloud Run applies.
 	maxAnnotationBytes = 256 << 10
@@ -168,6 +171,9 @@ func validateTraffic(s *Server, serviceID string, traffic []*runpb.TrafficTarget
 		if t.Tag != "" {
 			if len(t.Tag) > maxTagLen || !dnsLabel.MatchString(t.Tag) {
 				return nil, invalid(field+".tag", "%q must start with a lower-case letter, contain only lower-case letters, digits and hyphens, not end with a hyphen, and be at most %d characters", t.Tag, maxTagLen)
+			}
+			if len(t.Tag)+len(serviceID) > maxTagAndServiceLen {
+				return nil, status.Errorf(codes.InvalidArgument, "Combined traffic tag and service name cannot exceed %d characters", maxTagAndServiceLen)
 			}
 			if j, dup := tags[t.Tag]; dup {
 				return nil, invalid(field+".tag", "tag %q is already used by service.traffic[%d]", t.Tag, j)

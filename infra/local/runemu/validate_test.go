@@ -6,6 +6,7 @@ import (
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
@@ -112,5 +113,56 @@ func TestValidationRejectsAndChangesNothing(t *testing.T) {
 			}
 			sameSpec(t, "after the rejected create", e.get(t, "svc"), base)
 		})
+	}
+}
+
+// TestTagAndServiceNameLimit: Cloud Run refuses a traffic tag whose length plus the service
+// name's exceeds 46 characters, on create and on update, and changes nothing.
+func TestTagAndServiceNameLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastOpts())
+	const want = "Combined traffic tag and service name cannot exceed 46 characters"
+	id := "s" + strings.Repeat("x", 37) // 38 characters
+	pinned := func(tag string) []*runpb.TrafficTarget {
+		return []*runpb.TrafficTarget{{Type: revision, Revision: id + "-v1", Percent: 100, Tag: tag}}
+	}
+
+	_, err := e.svcs.CreateService(testCtx(t), &runpb.CreateServiceRequest{Parent: e.parent, ServiceId: id + "9",
+		Service: &runpb.Service{Template: template("", imageA), Traffic: []*runpb.TrafficTarget{{Type: latest, Percent: 100, Tag: "previous"}}}})
+	if got := status.Convert(err); got.Code() != codes.InvalidArgument || got.Message() != want {
+		t.Errorf("CreateService with a 39-character name and tag previous: %v, want %v %q", err, codes.InvalidArgument, want)
+	}
+	if got := len(listServices(t, e)); got != 0 {
+		t.Errorf("%d services exist after the refused create, want 0", got)
+	}
+
+	base := e.create(t, id, &runpb.Service{Template: template(id+"-v1", imageA), Traffic: pinned("previous")})
+	for _, tc := range []struct {
+		tag     string
+		refused bool
+	}{
+		{"previous", false}, // 38 + 8 = 46
+		{"previous1", true}, // 47
+		{"canary", false},
+		{strings.Repeat("t", 9), true},
+	} {
+		in := proto.CloneOf(e.get(t, id))
+		in.Traffic = pinned(tc.tag)
+		_, err := e.update(t, in)
+		if !tc.refused {
+			if err != nil {
+				t.Errorf("tag %q (%d characters with the name): %v, want accepted", tc.tag, len(id)+len(tc.tag), err)
+			}
+			continue
+		}
+		if got := status.Convert(err); got.Code() != codes.InvalidArgument || got.Message() != want {
+			t.Errorf("tag %q (%d characters with the name): %v, want %v %q", tc.tag, len(id)+len(tc.tag), err, codes.InvalidArgument, want)
+		}
+	}
+	if got, want := len(listRevisions(t, e, id)), 1; got != want {
+		t.Errorf("%d revisions, want %d", got, want)
+	}
+	if got := e.get(t, id).GetGeneration(); got != base.GetGeneration()+2 {
+		t.Errorf("generation %d, want %d (two accepted updates)", got, base.GetGeneration()+2)
 	}
 }
