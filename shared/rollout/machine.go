@@ -345,12 +345,12 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		case r.Phase == Superseded:
 			return stale(s, fmt.Sprintf("push of %s was superseded by a newer image", c.Digest))
 		default:
-			return reject(s, fmt.Sprintf("digest %s %s in rollout %s (%s); use retry to release it again", c.Digest, r.Phase, r.ID, r.Reason))
+			return reject(s, fmt.Sprintf("digest %s %s in rollout %s (%s); release it again with --force (coalmine release SERVICE IMAGE@DIGEST --force)", c.Digest, r.Phase, r.ID, r.Reason))
 		}
 		attempt = r.Attempt + 1
 	}
 	if s.Failed(c.Digest) && !c.Retry {
-		return reject(s, fmt.Sprintf("digest %s failed on this service before; use retry to release it again", c.Digest))
+		return reject(s, fmt.Sprintf("digest %s failed on this service before; release it again with --force (coalmine release SERVICE IMAGE@DIGEST --force)", c.Digest))
 	}
 	p := s.Pending
 	if p != nil && p.Digest != c.Digest && !c.PublishTime.After(p.PublishTime) {

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
+	"github.com/ai-square/coalmine/shared/release"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
@@ -52,4 +57,174 @@ func TestPushOfTheServingDigestIsIgnored(t *testing.T) {
 			t.Errorf("state moved on: generation %d → %d, rollout %s → %s", before.state.Generation, after.state.Generation, before.state.Rollout.ID, after.state.Rollout.ID)
 		}
 	})
+}
+
+// TestOperatorCommandsReportTheirOutcome: an operator command waits for
+// the function's answer and reports it. An abort that loses the race to the
+// final promote says it came too late (it used to print "published" and
+// exit 0 while the function dropped it as stale); a promote says applied.
+func TestOperatorCommandsReportTheirOutcome(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
+		g := newRollbackGate()
+		h := start(t, backend, options{hooks: release.Hooks{BeforeRead: g.hook}})
+		h.push(repo + ":v2")
+		h.waitPhase(rollout.Progressing, 1)
+		for stage := 2; stage <= 3; stage++ {
+			out := h.cli("promote", service)
+			if !strings.Contains(out, "applied") || !strings.Contains(out, fmt.Sprintf("stage %d", stage)) {
+				t.Errorf("promote to stage %d said %q, want applied at stage %d", stage, out, stage)
+			}
+		}
+		abort := make(chan error, 1)
+		var abortOut string
+		go func() {
+			var err error
+			abortOut, err = h.tryCLI("abort", service)
+			abort <- err
+		}()
+		select {
+		case <-g.entered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the abort never reached the Rollback function")
+		}
+		h.cli("promote", service) // the final promote wins the race
+		close(g.release)
+		err := <-abort
+		if err == nil || !strings.Contains(err.Error(), "too-late") || !strings.Contains(err.Error(), "already promoted") {
+			t.Errorf("abort after the final promote: %q, %v; want a too-late error saying it was already promoted", abortOut, err)
+		}
+		if got := h.view().phase(); got != rollout.Promoted {
+			t.Errorf("phase %s, want promoted", got)
+		}
+	})
+}
+
+// rollbackGate blocks the first delivery to the Rollback function before
+// it reads the service.
+type rollbackGate struct {
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func newRollbackGate() *rollbackGate {
+	return &rollbackGate{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *rollbackGate) hook(ctx context.Context, p release.Point) error {
+	if p.Function != events.FunctionRollback {
+		return nil
+	}
+	first := false
+	g.once.Do(func() { first = true })
+	if !first {
+		return nil
+	}
+	close(g.entered)
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// TestReleaseOfAnOlderFailedDigest: a digest that failed before, and is not
+// the last rollout's, is refused with the reason (it used to be published
+// and dropped without a word, and retry only knows the last rollout); with
+// --force it is released.
+func TestReleaseOfAnOlderFailedDigest(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
+		h := start(t, backend, options{})
+		bad := h.push(repo + ":v2")
+		h.waitPhase(rollout.Progressing, 1)
+		h.cli("abort", service)
+		h.waitPhase(rollout.RolledBack, 1)
+		h.push(repo + ":v3")
+		h.waitPhase(rollout.Progressing, 1)
+		h.cli("abort", service)
+		h.waitPhase(rollout.RolledBack, 1)
+
+		out, err := h.tryCLI("release", service, bad)
+		if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "--force") {
+			t.Errorf("release of the failed %s: %q, %v; want refused, naming --force", bad, out, err)
+		}
+		out = h.cli("release", service, bad, "--force", "--reason", "fixed the config, not the image")
+		if !strings.Contains(out, "applied") {
+			t.Errorf("release --force said %q, want applied", out)
+		}
+		v := h.waitPhase(rollout.Progressing, 1)
+		if v.state.Rollout.Image != bad {
+			t.Errorf("rollout of %s, want %s", v.state.Rollout.Image, bad)
+		}
+	})
+}
+
+// TestOperatorIsRecorded: the history names who ran a command (the gcloud
+// account) and why (--reason); it used to say operator:unknown or $USER and
+// had no --reason but on abort.
+func TestOperatorIsRecorded(t *testing.T) {
+	t.Setenv("CLOUDSDK_CORE_ACCOUNT", "alice@example.com")
+	h := start(t, pubsubemu.BackendPstest, options{})
+	h.push(repo + ":v2")
+	h.waitPhase(rollout.Progressing, 1)
+	h.cli("promote", service, "--reason", "error rate flat for an hour")
+	v := h.waitPhase(rollout.Progressing, 2)
+	e := v.state.History[len(v.state.History)-1]
+	if e.Actor != "operator:alice@example.com" || e.Reason != "error rate flat for an hour" {
+		t.Errorf("history entry %+v, want actor operator:alice@example.com and the reason", e)
+	}
+}
+
+// TestOverrideWindow: on a Monday morning in Taipei (the AI Square plan's
+// deny window) a push waits; resume --override-window starts it now and
+// the history records who and why; release --override-window starts at
+// once. Without --reason the override is refused.
+func TestOverrideWindow(t *testing.T) {
+	t.Setenv("CLOUDSDK_CORE_ACCOUNT", "bob@example.com")
+	taipei, err := time.LoadLocation("Asia/Taipei")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{}
+	clk.set(time.Date(2026, 11, 30, 9, 0, 0, 0, taipei))
+	pol := strings.Replace(testPolicy, "deny: []", `timezone: Asia/Taipei
+      deny:
+        - {days: [Mon], from: "00:00", to: "12:00"}`, 1)
+	h := start(t, pubsubemu.BackendPstest, options{policy: pol, now: clk.now})
+	h.push(repo + ":v2")
+	h.waitPhase(rollout.Waiting, 0)
+	if out, err := h.tryCLI("resume", service); err == nil || !strings.Contains(err.Error(), "--override-window") {
+		t.Errorf("resume of a waiting rollout: %q, %v; want an error naming --override-window", out, err)
+	}
+	if _, err := h.tryCLI("resume", service, "--override-window"); err == nil || !strings.Contains(err.Error(), "--reason") {
+		t.Errorf("--override-window without --reason: %v, want a usage error naming --reason", err)
+	}
+	out := h.cli("resume", service, "--override-window", "--reason", "hotfix for the login outage")
+	if !strings.Contains(out, "applied") {
+		t.Errorf("resume --override-window said %q, want applied", out)
+	}
+	v := h.waitPhase(rollout.Progressing, 1)
+	found := false
+	for _, e := range v.state.History {
+		if e.Kind == rollout.Resume && e.Actor == "operator:bob@example.com" && strings.Contains(e.Reason, "deploy window overridden: hotfix for the login outage") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no history entry records the override with who and why: %+v", v.state.History)
+	}
+
+	h.cli("abort", service)
+	h.waitPhase(rollout.RolledBack, 1)
+	img := h.push(repo + ":v3")
+	h.waitPhase(rollout.Waiting, 0)
+	h.cli("abort", service)
+	h.waitPhase(rollout.RolledBack, 0)
+	out = h.cli("release", service, img, "--force", "--override-window", "--reason", "second hotfix")
+	if !strings.Contains(out, "applied") {
+		t.Errorf("release --override-window said %q, want applied", out)
+	}
+	v = h.waitPhase(rollout.Progressing, 1)
+	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Kind != rollout.Claim || !strings.Contains(e.Reason, "deploy window overridden: second hotfix") {
+		t.Errorf("claim entry %+v, want the override recorded", e)
+	}
 }

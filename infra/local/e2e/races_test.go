@@ -69,7 +69,7 @@ func TestAbortRacesPromote(t *testing.T) {
 				v := h.waitPhase(rollout.Progressing, 1)
 				stable := v.tags[rollout.TagStable]
 				g.arm()
-				h.cli("promote", service)
+				h.cli("promote", service, "--no-wait") // it blocks at the hook until the abort is done
 				select {
 				case <-g.entered:
 				case <-time.After(30 * time.Second):

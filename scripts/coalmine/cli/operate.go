@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"os"
+	"strings"
+	"time"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/cloudrun"
@@ -13,28 +15,43 @@ import (
 
 // operatorCommand reads the service to name the step the command expects,
 // publishes it, and does not touch Cloud Run itself: the functions do.
+// By default it then waits for the function's answer and reports it:
+// applied, refused and why, or too late and why.
 type operatorCommand struct {
 	name, args, summary, detail string
 	// build returns the command for the service as read, or an error
 	// saying why it does not apply now.
 	build func(svc *cloudrun.Service, fs *flag.FlagSet) (events.Command, error)
 	flags func(fs *flag.FlagSet)
+	// reason is the default --reason ("" for none).
+	reason string
 }
 
-func actor() string {
-	u := os.Getenv("USER")
-	if u == "" {
-		u = "unknown"
-	}
-	return "operator:" + u
+// operatorFlags are the flags every operator command has.
+type operatorFlags struct {
+	reason  string
+	noWait  bool
+	timeout time.Duration
 }
 
 func registerOperator(o operatorCommand) {
+	var of operatorFlags
 	register(&command{
-		name: o.name, args: o.args, summary: o.summary, detail: o.detail, flags: o.flags,
+		name: o.name, args: o.args, summary: o.summary, detail: o.detail,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&of.reason, "reason", o.reason, "why, for the rollout's history (recorded with who ran the command)")
+			fs.BoolVar(&of.noWait, "no-wait", false, "publish the command and exit without waiting for its outcome (for scripts)")
+			fs.DurationVar(&of.timeout, "timeout", 2*time.Minute, "how long to wait for the outcome")
+			if o.flags != nil {
+				o.flags(fs)
+			}
+		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			if fs.NArg() < 1 {
 				return usagef("which SERVICE?")
+			}
+			if of.timeout <= 0 {
+				return usagef("--timeout must be positive")
 			}
 			t, err := a.target()
 			if err != nil {
@@ -53,23 +70,56 @@ func registerOperator(o operatorCommand) {
 			if err != nil {
 				return err
 			}
+			if of.reason != "" {
+				cmd.Reason = of.reason
+			}
+			if cmd.OverrideWindow && strings.TrimSpace(cmd.Reason) == "" {
+				return usagef("--override-window needs --reason: the history records who overrode the deploy window and why")
+			}
 			if len(cmd.Reason) > rollout.MaxReason {
 				fmt.Fprintf(a.stderr, "note: the reason is %d bytes; the rollout keeps the first %d\n", len(cmd.Reason), rollout.MaxReason)
 			}
-			cmd.Service, cmd.Actor = svc.Name, actor()
+			cmd.Service, cmd.Actor = svc.Name, actor(ctx)
 			cmd.Generation = svc.State.Generation
-			bus, err := t.bus(ctx)
-			if err != nil {
-				return err
-			}
-			defer bus.Close()
-			if err := bus.Command(ctx, cmd); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "published %s for %s (rollout %s, step %s, generation %d)\n", o.name, svc.Name, orDash(cmd.Rollout), cmd.Step, cmd.Generation)
-			return nil
+			cmd.ID = newCommandID()
+			cmd.Reply = !of.noWait
+			return send(ctx, a, t, cmd, o.name+" "+svc.Name, of)
 		},
 	})
+}
+
+// send publishes cmd and, unless --no-wait, waits for its outcome and
+// reports it.
+func send(ctx context.Context, a *app, t *target, cmd events.Command, what string, of operatorFlags) error {
+	var l *listener
+	if cmd.Reply {
+		var err error
+		if l, err = t.listen(ctx, cmd.ID); err != nil {
+			return err
+		}
+		defer l.close()
+	}
+	bus, err := t.bus(ctx)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if err := bus.Command(ctx, cmd); err != nil {
+		return err
+	}
+	if l == nil {
+		fmt.Fprintf(a.stdout, "published %s (rollout %s, step %s, generation %d, command %s)\n", what, orDash(cmd.Rollout), cmd.Step, cmd.Generation, cmd.ID)
+		return nil
+	}
+	fmt.Fprintf(a.stderr, "%s: published; waiting for the outcome ...\n", what)
+	e, err := l.wait(ctx, of.timeout)
+	if errors.Is(err, errNoAnswer) {
+		return fmt.Errorf("no answer within %s: the command (%s) was published and may still be acted on; see coalmine status %s", of.timeout, cmd.ID, cmd.Service)
+	}
+	if err != nil {
+		return err
+	}
+	return report(a, what, e)
 }
 
 func activeRollout(svc *cloudrun.Service) (*rollout.Rollout, error) {
@@ -105,19 +155,16 @@ also moves a paused rollout on.`,
 			return events.Command{Type: events.CommandShiftTraffic, Rollout: r.ID, Stage: stage, Step: events.StepStage(stage), Manual: true}, nil
 		},
 	})
-	var reason string
 	registerOperator(operatorCommand{
-		name: "abort", args: "SERVICE [--reason TEXT]",
+		name: "abort", args: "SERVICE",
 		summary: "Roll the rollout back: all traffic and the template back to the stable revision.",
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&reason, "reason", "aborted by operator", "why, for the history and the events")
-		},
+		reason:  "aborted by operator",
 		build: func(svc *cloudrun.Service, _ *flag.FlagSet) (events.Command, error) {
 			r, err := activeRollout(svc)
 			if err != nil {
 				return events.Command{}, err
 			}
-			return events.Command{Type: events.CommandRollback, Rollout: r.ID, Step: events.StepRollback, Reason: reason}, nil
+			return events.Command{Type: events.CommandRollback, Rollout: r.ID, Step: events.StepRollback}, nil
 		},
 	})
 	registerOperator(operatorCommand{
@@ -134,23 +181,44 @@ also moves a paused rollout on.`,
 			return events.Command{Type: events.CommandPause, Rollout: r.ID, Stage: r.Stage, Step: events.StepPause}, nil
 		},
 	})
+	var resumeOverride bool
 	registerOperator(operatorCommand{
 		name: "resume", args: "SERVICE",
-		summary: "Continue a paused rollout at its stage.",
+		summary: "Continue a paused rollout at its stage, or start a waiting one now with --override-window.",
+		detail: `A rollout claimed outside the policy's deploy windows waits until one opens (coalmine status
+says when). --override-window starts it now; --reason is then required, and the history records
+who overrode the window and why.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&resumeOverride, "override-window", false, "start a rollout that waits for its deploy window now (needs --reason)")
+		},
 		build: func(svc *cloudrun.Service, _ *flag.FlagSet) (events.Command, error) {
 			r, err := activeRollout(svc)
 			if err != nil {
 				return events.Command{}, err
 			}
-			if r.Phase != rollout.Paused {
+			switch {
+			case r.Phase == rollout.Paused:
+			case r.Phase == rollout.Waiting && resumeOverride:
+			case r.Phase == rollout.Waiting:
+				return events.Command{}, fmt.Errorf("rollout %s waits for a deploy window (%s); to start it now: coalmine resume %s --override-window --reason TEXT", r.ID, clean(r.Reason), svc.Name)
+			default:
 				return events.Command{}, fmt.Errorf("cannot resume: rollout %s is %s, not paused", r.ID, r.Phase)
 			}
-			return events.Command{Type: events.CommandResume, Rollout: r.ID, Stage: r.Stage, Step: events.StepResume}, nil
+			return events.Command{Type: events.CommandResume, Rollout: r.ID, Stage: r.Stage, Step: events.StepResume, OverrideWindow: resumeOverride && r.Phase == rollout.Waiting}, nil
 		},
 	})
+	var releaseForce, releaseOverride bool
 	registerOperator(operatorCommand{
 		name: "release", args: "SERVICE IMAGE@DIGEST",
 		summary: "Start a rollout of an image already in the registry (as a push would).",
+		detail: `A digest that failed or was rolled back on the service before is refused unless --force is
+given (retry does the same for the last rollout's image only). Outside the policy's deploy
+windows the rollout waits for the next one; --override-window starts it now (--reason required;
+the history records who and why).`,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&releaseForce, "force", false, "release a digest that failed or was rolled back on this service before")
+			fs.BoolVar(&releaseOverride, "override-window", false, "start now even outside the deploy windows (needs --reason)")
+		},
 		build: func(svc *cloudrun.Service, fs *flag.FlagSet) (events.Command, error) {
 			if fs.NArg() != 2 {
 				return events.Command{}, usagef("want SERVICE and IMAGE@DIGEST")
@@ -159,7 +227,7 @@ also moves a paused rollout on.`,
 			if err != nil || ref.Digest == "" {
 				return events.Command{}, usagef("%q is not IMAGE@sha256:DIGEST", fs.Arg(1))
 			}
-			return events.Command{Type: events.CommandRelease, Image: ref.Repository + "@" + ref.Digest, Step: events.StepRelease}, nil
+			return events.Command{Type: events.CommandRelease, Image: ref.Repository + "@" + ref.Digest, Step: events.StepRelease, Retry: releaseForce, OverrideWindow: releaseOverride}, nil
 		},
 	})
 	registerOperator(operatorCommand{
