@@ -19,6 +19,9 @@ type operatorCommand struct {
 	// saying why it does not apply now.
 	build func(svc *cloudrun.Service, fs *flag.FlagSet) (events.Command, error)
 	flags func(fs *flag.FlagSet)
+	// check, if set, runs before the service is read: an error refuses
+	// the command before any work.
+	check func(ctx context.Context, t *target, fs *flag.FlagSet) error
 }
 
 func actor() string {
@@ -45,6 +48,11 @@ func registerOperator(o operatorCommand) {
 				return err
 			}
 			defer c.Close()
+			if o.check != nil {
+				if err := o.check(ctx, t, fs); err != nil {
+					return err
+				}
+			}
 			svc, err := c.Read(ctx, fs.Arg(0))
 			if err != nil {
 				return err
@@ -151,15 +159,21 @@ also moves a paused rollout on.`,
 	registerOperator(operatorCommand{
 		name: "release", args: "SERVICE IMAGE@DIGEST",
 		summary: "Start a rollout of an image already in the registry (as a push would).",
+		detail: `The image is looked up in its registry first (the local cloud's when there is one): an
+image that is not there is refused and nothing is published.`,
+		check: func(ctx context.Context, t *target, fs *flag.FlagSet) error {
+			image, err := releaseImage(fs)
+			if err != nil {
+				return err
+			}
+			return t.checkImage(ctx, image)
+		},
 		build: func(svc *cloudrun.Service, fs *flag.FlagSet) (events.Command, error) {
-			if fs.NArg() != 2 {
-				return events.Command{}, usagef("want SERVICE and IMAGE@DIGEST")
+			image, err := releaseImage(fs)
+			if err != nil {
+				return events.Command{}, err
 			}
-			ref, err := events.ParseImageRef(fs.Arg(1))
-			if err != nil || ref.Digest == "" {
-				return events.Command{}, usagef("%q is not IMAGE@sha256:DIGEST", fs.Arg(1))
-			}
-			return events.Command{Type: events.CommandRelease, Image: ref.Repository + "@" + ref.Digest, Step: events.StepRelease}, nil
+			return events.Command{Type: events.CommandRelease, Image: image, Step: events.StepRelease}, nil
 		},
 	})
 	registerOperator(operatorCommand{
