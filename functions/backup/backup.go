@@ -13,6 +13,7 @@ import (
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/backup"
+	"github.com/ai-square/coalmine/shared/registry"
 	"github.com/ai-square/coalmine/shared/release"
 )
 
@@ -20,7 +21,8 @@ func init() {
 	functions.CloudEvent(events.FunctionBackup, release.Lazy(events.FunctionBackup, deployed))
 }
 
-// deployed is Handler with the backup runner of a deployed function.
+// deployed is Handler with the backup runner and the registry check of a
+// deployed function.
 func deployed(env *release.Env) release.Handler {
 	r, err := backup.FromEnvironment(context.Background())
 	if err != nil {
@@ -28,6 +30,7 @@ func deployed(env *release.Env) release.Handler {
 	}
 	r.Log = env.Log
 	env.Backups = r
+	env.Images = registry.New()
 	return Handler(env)
 }
 

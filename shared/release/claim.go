@@ -66,6 +66,17 @@ func (e *Env) Release(ctx context.Context, c events.Command, published time.Time
 		err := e.dequeue(ctx, pol.Name, ref.Digest, "repository "+ref.Repository+" is not allowed for the service")
 		return e.done(events.FunctionBackup, "release "+c.Service, err)
 	}
+	image := ref.Repository + "@" + ref.Digest
+	if e.Images != nil {
+		if err := e.Images.Exists(ctx, image); errors.Is(err, ErrImageNotFound) {
+			log.Warn("release refused: " + err.Error())
+			// A queued push of it (deleted from the registry since) is dropped.
+			err := e.dequeue(ctx, pol.Name, ref.Digest, "the image is not in the registry")
+			return e.done(events.FunctionBackup, "release "+c.Service, err)
+		} else if err != nil {
+			return e.done(events.FunctionBackup, "release "+c.Service, fmt.Errorf("check image %s: %w", image, err))
+		}
+	}
 	actor := c.Actor
 	if actor == "" {
 		actor = "operator"
@@ -75,7 +86,7 @@ func (e *Env) Release(ctx context.Context, c events.Command, published time.Time
 		published = c.Pushed
 	}
 	err = e.claim(ctx, pol, claimRequest{
-		image: ref.Repository + "@" + ref.Digest, digest: ref.Digest, published: published, retry: c.Retry,
+		image: image, digest: ref.Digest, published: published, retry: c.Retry,
 		actor: actor, override: c.OverrideWindow, reason: c.Reason, ask: asking(c),
 	})
 	return e.done(events.FunctionBackup, "release "+c.Service, err)

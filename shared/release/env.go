@@ -58,6 +58,19 @@ type Backuper interface {
 // source missing): the rollout fails, no canary is deployed.
 var ErrBackupFailed = errors.New("backup failed")
 
+// Images checks that an image is in its registry (registry.Client in
+// production, the local cloud's registry locally).
+type Images interface {
+	// Exists returns nil when the registry holds image (a reference by
+	// digest), an error wrapping ErrImageNotFound when it does not, and
+	// any other error when it cannot tell (unreachable, no access).
+	Exists(ctx context.Context, image string) error
+}
+
+// ErrImageNotFound marks an image its registry does not hold: a release of
+// it is refused (a permanent failure), never retried.
+var ErrImageNotFound = errors.New("not in the registry")
+
 // Point names where a step is, for Hooks.
 type Point struct {
 	Function string
@@ -106,6 +119,10 @@ type Env struct {
 	// post-rollback hook (default: an ID-token client for the service URL
 	// on Google Cloud; a plain client when CLOUDRUN_EMULATOR_HOST is set).
 	HookClient func(ctx context.Context, audience string) (*http.Client, error)
+	// Images checks that a released image is in its registry before a
+	// rollout is claimed; nil checks nothing. Artifact Registry's own
+	// notifications are not checked: the registry sent them.
+	Images Images
 
 	// hooksRunning holds the lease holders whose post-rollback steps run
 	// in this process.

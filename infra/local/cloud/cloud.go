@@ -246,6 +246,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		Policy: pol, CloudRun: c.clients.For, Bus: c.Bus, Log: log.With("component", "functions"),
 		Hooks: cfg.Hooks, DeployWait: 2 * time.Minute, Backups: backups, Now: cfg.Now,
 		HookClient: func(context.Context, string) (*http.Client, error) { return http.DefaultClient, nil },
+		Images:     Images{Registry: reg, Dir: ImagesDir(dir)},
 	}
 	mux := http.NewServeMux()
 	for _, name := range slices.Sorted(maps.Keys(Functions)) {

@@ -168,7 +168,7 @@ func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
 		PollInterval: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		MaxAttempts: o.maxAttempts, Chaos: o.chaos, Hooks: o.hooks, WrapBackups: o.wrapBackups,
 		BackupBudget: 2 * time.Second, Now: o.now,
-		Log:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if backend == pubsubemu.BackendGcloud {
 		cfg.Pubsub, cfg.PubsubHost = pubsubemu.BackendExternal, gcloudHost(t)

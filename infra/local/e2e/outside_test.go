@@ -101,7 +101,7 @@ func TestDeployOutsideBetweenStages(t *testing.T) {
 // clock is a settable clock for the functions.
 type clock struct{ t atomic.Pointer[time.Time] }
 
-func (c *clock) now() time.Time { return *c.t.Load() }
+func (c *clock) now() time.Time  { return *c.t.Load() }
 func (c *clock) set(t time.Time) { c.t.Store(&t) }
 
 // TestDeployOutsideWhileWaiting: a rollout waits for its deploy window; the

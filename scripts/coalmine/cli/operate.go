@@ -25,6 +25,9 @@ type operatorCommand struct {
 	flags func(fs *flag.FlagSet)
 	// reason is the default --reason ("" for none).
 	reason string
+	// check, if set, runs before the service is read: an error refuses
+	// the command before any work.
+	check func(ctx context.Context, t *target, fs *flag.FlagSet) error
 }
 
 // operatorFlags are the flags every operator command has.
@@ -62,6 +65,11 @@ func registerOperator(o operatorCommand) {
 				return err
 			}
 			defer c.Close()
+			if o.check != nil {
+				if err := o.check(ctx, t, fs); err != nil {
+					return err
+				}
+			}
 			svc, err := c.Read(ctx, fs.Arg(0))
 			if err != nil {
 				return err
@@ -211,23 +219,28 @@ who overrode the window and why.`,
 	registerOperator(operatorCommand{
 		name: "release", args: "SERVICE IMAGE@DIGEST",
 		summary: "Start a rollout of an image already in the registry (as a push would).",
-		detail: `A digest that failed or was rolled back on the service before is refused unless --force is
-given (retry does the same for the last rollout's image only). Outside the policy's deploy
-windows the rollout waits for the next one; --override-window starts it now (--reason required;
-the history records who and why).`,
+		detail: `The image is looked up in its registry first (the local cloud's when there is one): an
+image that is not there is refused and nothing is published. A digest that failed or was rolled
+back on the service before is refused unless --force is given (retry does the same for the last
+rollout's image only). Outside the policy's deploy windows the rollout waits for the next one;
+--override-window starts it now (--reason required; the history records who and why).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&releaseForce, "force", false, "release a digest that failed or was rolled back on this service before")
 			fs.BoolVar(&releaseOverride, "override-window", false, "start now even outside the deploy windows (needs --reason)")
 		},
+		check: func(ctx context.Context, t *target, fs *flag.FlagSet) error {
+			image, err := releaseImage(fs)
+			if err != nil {
+				return err
+			}
+			return t.checkImage(ctx, image)
+		},
 		build: func(svc *cloudrun.Service, fs *flag.FlagSet) (events.Command, error) {
-			if fs.NArg() != 2 {
-				return events.Command{}, usagef("want SERVICE and IMAGE@DIGEST")
+			image, err := releaseImage(fs)
+			if err != nil {
+				return events.Command{}, err
 			}
-			ref, err := events.ParseImageRef(fs.Arg(1))
-			if err != nil || ref.Digest == "" {
-				return events.Command{}, usagef("%q is not IMAGE@sha256:DIGEST", fs.Arg(1))
-			}
-			return events.Command{Type: events.CommandRelease, Image: ref.Repository + "@" + ref.Digest, Step: events.StepRelease, Retry: releaseForce, OverrideWindow: releaseOverride}, nil
+			return events.Command{Type: events.CommandRelease, Image: image, Step: events.StepRelease, Retry: releaseForce, OverrideWindow: releaseOverride}, nil
 		},
 	})
 	registerOperator(operatorCommand{
