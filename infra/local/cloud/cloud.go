@@ -92,7 +92,8 @@ type Config struct {
 	// WrapBackups, if set, wraps the backup runner the Backup function uses
 	// (tests inject faults between backup steps).
 	WrapBackups func(release.Backuper) release.Backuper
-	// Log receives every component's logs (default: JSON on stderr).
+	// Log receives every component's logs (default: JSON on stderr;
+	// `coalmine local up` writes them to DIR/local.log, LogFile).
 	Log *slog.Logger
 }
 
@@ -303,6 +304,10 @@ func (c *Cloud) getenv(k string) string {
 
 // EnvFile is the name of the file Start writes in its directory.
 const EnvFile = "local.env"
+
+// LogFile is the name of the file in its directory that `coalmine local up`
+// sends the local cloud's logs to.
+const LogFile = "local.log"
 
 // ImagesDir is where local images are registered (runemu.WriteImage).
 func ImagesDir(dir string) string { return filepath.Join(dir, "images") }
