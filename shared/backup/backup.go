@@ -33,7 +33,6 @@ import (
 	"github.com/ai-square/coalmine/shared/backup/gcs"
 	"github.com/ai-square/coalmine/shared/backup/pgdump"
 	"github.com/ai-square/coalmine/shared/policy"
-	"github.com/ai-square/coalmine/shared/release"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
@@ -165,9 +164,14 @@ func dbDriver(svc *policy.Service) policy.DatabaseDriver {
 	return d
 }
 
+// ErrFailed marks a backup that cannot succeed (verification failed, source
+// missing): the rollout fails and no canary is deployed. Any other error
+// from Runner.Backup is transient and the chunk is delivered again.
+var ErrFailed = errors.New("backup failed")
+
 // permanent marks a failure that fails the rollout.
 func permanent(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", release.ErrBackupFailed, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrFailed, fmt.Sprintf(format, args...))
 }
 
 // Backup does the next step of rollout r's backup (release.Backuper).

@@ -23,7 +23,6 @@ import (
 	"github.com/ai-square/coalmine/shared/backup"
 	"github.com/ai-square/coalmine/shared/backup/cloudsql"
 	"github.com/ai-square/coalmine/shared/policy"
-	"github.com/ai-square/coalmine/shared/release"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
@@ -360,7 +359,7 @@ func TestVerificationAndOutages(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := run(t, r, svc, ro)
-	if !errors.Is(err, release.ErrBackupFailed) || !strings.Contains(err.Error(), "u0003") {
+	if !errors.Is(err, backup.ErrFailed) || !strings.Contains(err.Error(), "u0003") {
 		t.Errorf("verify with a corrupted copy = %v, want ErrBackupFailed naming it", err)
 	}
 	_ = b
@@ -375,7 +374,7 @@ func TestVerificationAndOutages(t *testing.T) {
 	}
 	f.put(t, backupBucket, dump, string(obj.Content[:len(obj.Content)/2]))
 	_, err = run(t, r, svc, ro)
-	if !errors.Is(err, release.ErrBackupFailed) {
+	if !errors.Is(err, backup.ErrFailed) {
 		t.Errorf("verify with a truncated dump = %v, want ErrBackupFailed", err)
 	}
 
@@ -384,7 +383,7 @@ func TestVerificationAndOutages(t *testing.T) {
 	start := time.Now()
 	_, _, err = r.Backup(context.Background(), svc, newRollout("ai-square-down"))
 	f.gcs.SetDown(false)
-	if err == nil || errors.Is(err, release.ErrBackupFailed) || time.Since(start) > 30*time.Second {
+	if err == nil || errors.Is(err, backup.ErrFailed) || time.Since(start) > 30*time.Second {
 		t.Errorf("backup with storage down = %v after %s, want a transient error", err, time.Since(start))
 	}
 
@@ -393,7 +392,7 @@ func TestVerificationAndOutages(t *testing.T) {
 	stepUntil(t, r, svc, ro, backup.StepDatabase)
 	f.dbURL = "postgres://postgres@127.0.0.1:1/app?sslmode=disable"
 	_, _, err = r.Backup(context.Background(), svc, ro)
-	if err == nil || errors.Is(err, release.ErrBackupFailed) {
+	if err == nil || errors.Is(err, backup.ErrFailed) {
 		t.Errorf("backup with the database down = %v, want a transient error", err)
 	}
 }
@@ -459,7 +458,7 @@ func TestCloudSQL(t *testing.T) {
 	}
 	fail.Store(true)
 	_, err = run(t, r, svc, newRollout("ai-square-csql-fail"))
-	if !errors.Is(err, release.ErrBackupFailed) || !strings.Contains(err.Error(), "disk full") {
+	if !errors.Is(err, backup.ErrFailed) || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("backup with a failing export = %v, want ErrBackupFailed with the reason", err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ai-square/coalmine/shared/backup/gcs"
 	"github.com/ai-square/coalmine/shared/policy"
-	"github.com/ai-square/coalmine/shared/release"
 )
 
 // ErrNoBackup means the service has no complete backup (for that rollout).
@@ -165,7 +164,7 @@ func (b *Runner) Restore(ctx context.Context, svc *policy.Service, s Summary, o 
 	database := o.Database && s.Database != ""
 	if database {
 		if _, err := b.verifyDump(ctx, policy.DatabaseDriver(s.Driver), loc, s.Database); err != nil {
-			if errors.Is(err, release.ErrBackupFailed) {
+			if errors.Is(err, ErrFailed) {
 				return rep, fmt.Errorf("%w: %w", ErrBackupDamaged, err)
 			}
 			return rep, fmt.Errorf("check the database backup: %w", err)

@@ -124,7 +124,7 @@ func (b *Runner) verifyDatabase(ctx context.Context, svc *policy.Service, loc Lo
 }
 
 // verifyDump reads a database backup of driver through (see
-// verifyDatabase). A damaged one wraps release.ErrBackupFailed.
+// verifyDatabase). A damaged one wraps ErrFailed.
 func (b *Runner) verifyDump(ctx context.Context, driver policy.DatabaseDriver, loc Location, object string) (int64, error) {
 	if !strings.HasPrefix(object, "gs://"+loc.Bucket+"/") {
 		return 0, permanent("database backup %s is not in %s", object, loc.URL())

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/backup"
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/rollout"
@@ -48,15 +49,17 @@ type Bus interface {
 
 // Backuper takes a rollout's backup, one chunk per call; the data-safety
 // work plugs in here. Done reports whether the backup is complete and
-// verified. An error wrapping ErrBackupFailed fails the rollout; any other
-// error is retried.
+// verified. An error wrapping backup.ErrFailed (ErrBackupFailed) fails the
+// rollout; any other error is retried.
 type Backuper interface {
 	Backup(ctx context.Context, svc *policy.Service, r *rollout.Rollout) (b rollout.Backup, done bool, err error)
 }
 
-// ErrBackupFailed marks a backup that cannot succeed (verification failed,
-// source missing): the rollout fails, no canary is deployed.
-var ErrBackupFailed = errors.New("backup failed")
+// ErrBackupFailed is backup.ErrFailed: a backup that cannot succeed
+// (verification failed, source missing); the rollout fails, no canary is
+// deployed. The error belongs to the backup side, which must not import
+// this package.
+var ErrBackupFailed = backup.ErrFailed
 
 // Images checks that an image is in its registry (registry.Client in
 // production, the local cloud's registry locally).

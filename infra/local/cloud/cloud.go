@@ -2,7 +2,7 @@
 // (embedded pstest, Google's emulator, or the server PUBSUB_EMULATOR_HOST
 // names), the topology from events.Triggers, the Cloud Run emulator with
 // every policy service serving a stable revision, the functions over real
-// HTTP (as functions-framework serves them), the Eventarc-like bridge
+// HTTP (through functions-framework-go's own handler), the Eventarc-like bridge
 // between them, and a ticker standing in for Cloud Scheduler. It is what
 // `coalmine local up` runs and what the end-to-end tests start.
 package cloud
@@ -29,7 +29,6 @@ import (
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"cloud.google.com/go/storage"
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/ai-square/coalmine/events"
 	backupfn "github.com/ai-square/coalmine/functions/backup"
@@ -93,7 +92,8 @@ type Config struct {
 	// WrapBackups, if set, wraps the backup runner the Backup function uses
 	// (tests inject faults between backup steps).
 	WrapBackups func(release.Backuper) release.Backuper
-	// Log receives every component's logs (default: JSON on stderr).
+	// Log receives every component's logs (default: JSON on stderr;
+	// `coalmine local up` writes them to DIR/local.log, LogFile).
 	Log *slog.Logger
 	// Now is the functions' clock (default time.Now): tests set it to
 	// reach a deploy window at any hour.
@@ -248,13 +248,9 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		HookClient: func(context.Context, string) (*http.Client, error) { return http.DefaultClient, nil },
 		Images:     Images{Registry: reg, Dir: ImagesDir(dir)},
 	}
-	mux := http.NewServeMux()
-	for _, name := range slices.Sorted(maps.Keys(Functions)) {
-		h, err := handler(ctx, release.Guard(env.Log, name, Functions[name](env)))
-		if err != nil {
-			return nil, fmt.Errorf("local cloud: function %s: %w", name, err)
-		}
-		mux.Handle("/"+name, h)
+	mux, err := functionsMux(ctx, env)
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen+":0")
 	if err != nil {
@@ -312,6 +308,10 @@ func (c *Cloud) getenv(k string) string {
 
 // EnvFile is the name of the file Start writes in its directory.
 const EnvFile = "local.env"
+
+// LogFile is the name of the file in its directory that `coalmine local up`
+// sends the local cloud's logs to.
+const LogFile = "local.log"
 
 // ImagesDir is where local images are registered (runemu.WriteImage).
 func ImagesDir(dir string) string { return filepath.Join(dir, "images") }
@@ -377,13 +377,18 @@ func (c *Cloud) createServices(ctx context.Context, reg *runemu.Registry) error 
 	return nil
 }
 
-// handler serves a CloudEvent function as functions-framework does.
-func handler(ctx context.Context, fn release.Handler) (http.Handler, error) {
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return nil, err
+// functionsMux serves every function of env at /NAME, as functions-framework
+// does when FUNCTION_TARGET is unset.
+func functionsMux(ctx context.Context, env *release.Env) (*http.ServeMux, error) {
+	mux := http.NewServeMux()
+	for _, name := range slices.Sorted(maps.Keys(Functions)) {
+		h, err := handler(ctx, release.Guard(env.Log, name, Functions[name](env)))
+		if err != nil {
+			return nil, fmt.Errorf("local cloud: function %s: %w", name, err)
+		}
+		mux.Handle("/"+name, h)
 	}
-	return cloudevents.NewHTTPReceiveHandler(ctx, p, fn)
+	return mux, nil
 }
 
 func (c *Cloud) tick(ctx context.Context, every time.Duration) {

@@ -65,7 +65,8 @@ func TestLocalUpBinary(t *testing.T) {
 				t.Errorf("local up did not stop on interrupt")
 			}
 			if t.Failed() {
-				t.Logf("local up stderr:\n%s", stderr.String())
+				logs, _ := os.ReadFile(filepath.Join(state, cloud.LogFile))
+				t.Logf("local up stderr:\n%s\nits logs:\n%s", stderr.String(), logs)
 			}
 		})
 		ready := make(chan struct{})

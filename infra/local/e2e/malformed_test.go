@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"maps"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +115,23 @@ func TestMalformedPayloads(t *testing.T) {
 		for _, l := range h.logs.lines() {
 			if msg, _ := l["msg"].(string); strings.Contains(msg, "panic") {
 				t.Errorf("a function panicked: %v", l)
+			}
+		}
+		// Garbage POSTed to a function itself, not through Pub/Sub, is
+		// answered by functions-framework, as on Cloud Run.
+		fns := map[string]bool{}
+		for _, tr := range events.Triggers {
+			fns[tr.Function] = true
+		}
+		for _, fn := range slices.Sorted(maps.Keys(fns)) {
+			resp, err := http.Post(h.cloud.FunctionsURL+"/"+fn, "application/json", strings.NewReader("not json"))
+			if err != nil {
+				t.Fatalf("POST to %s: %v", fn, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Google-Status") != "crash" {
+				t.Errorf("POST of garbage to %s: status %d, X-Google-Status %q; want functions-framework's 400 and \"crash\"",
+					fn, resp.StatusCode, resp.Header.Get("X-Google-Status"))
 			}
 		}
 	})
