@@ -74,7 +74,11 @@ func TestDeployOutsideBetweenStages(t *testing.T) {
 		h.waitPhase(rollout.Progressing, 1)
 		rev := h.deployOutside()
 
-		h.cli("promote", service)
+		// The promote finds the change, stops the rollout and says so.
+		out, err := h.tryCLI("promote", service)
+		if err == nil || !strings.Contains(err.Error(), "too-late") || !strings.Contains(err.Error(), release.ReasonOutside) {
+			t.Errorf("promote after an outside deploy: %q, %v; want too-late because the %s", out, err, release.ReasonOutside)
+		}
 		v := h.waitFor("stopped", func(v view) bool { return v.phase() == rollout.Stopped })
 		checkStopped(t, v)
 		checkOperatorsTraffic(t, v, rev)

@@ -225,7 +225,10 @@ func TestNotServedWriteIsReverted(t *testing.T) {
 		v := h.waitPhase(rollout.Progressing, 1)
 		stable, canary := v.tags[rollout.TagStable], v.state.Rollout.Canary
 		armed.Store(true)
-		h.cli("promote", service)
+		// The operator hears that the promote did not happen, and why.
+		if out, err := h.tryCLI("promote", service); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("promote whose write was not served: %q, %v; want it refused", out, err)
+		}
 		v = h.waitFor("the shift put back", func(v view) bool {
 			n := len(v.state.History)
 			return n > 0 && v.state.History[n-1].Kind == rollout.NotServed && !v.svc.GetReconciling()

@@ -44,7 +44,7 @@ func actor(ctx context.Context) string {
 func newCommandID() string {
 	var b [8]byte
 	rand.Read(b[:])
-	return "cli-" + hex.EncodeToString(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // listener receives the outcome of one command: a subscription of its own
@@ -62,7 +62,7 @@ func (t *target) listen(ctx context.Context, id string) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := fmt.Sprintf("projects/%s/subscriptions/coalmine-cli-%s", t.project, strings.TrimPrefix(id, "cli-"))
+	name := fmt.Sprintf("projects/%s/subscriptions/coalmine-cli-%s", t.project, id)
 	_, err = client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name:               name,
 		Topic:              fmt.Sprintf("projects/%s/topics/%s", t.project, events.TopicEvents),
