@@ -130,7 +130,7 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, req claimRequest) 
 	case !c.WindowOpen:
 		c.Reason = "waiting for a deploy window"
 		if next := pol.Windows.NextAllowed(now); !next.IsZero() {
-			c.Reason = fmt.Sprintf("waiting for the deploy window at %s", next.Format(time.RFC3339))
+			c.Reason = "waiting for the deploy window, which opens " + windowOpens(next, pol.Windows.Timezone)
 		}
 	}
 	res := s.apply(c)
@@ -221,4 +221,15 @@ func (s *step) servingDigest(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return ref.Digest, nil
+}
+
+// windowOpens says when a deploy window opens, on the policy's wall clock.
+func windowOpens(t time.Time, tz string) string {
+	if tz == "" {
+		tz = "UTC"
+	}
+	if loc, err := time.LoadLocation(tz); err == nil {
+		t = t.In(loc)
+	}
+	return fmt.Sprintf("at %s (%s)", t.Format("Mon 2006-01-02 15:04 -07:00"), tz)
 }

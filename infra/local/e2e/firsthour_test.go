@@ -10,6 +10,7 @@ import (
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
+	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/release"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
@@ -227,4 +228,31 @@ func TestOverrideWindow(t *testing.T) {
 	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Kind != rollout.Claim || !strings.Contains(e.Reason, "deploy window overridden: second hotfix") {
 		t.Errorf("claim entry %+v, want the override recorded", e)
 	}
+}
+
+// TestWalkthroughInADenyWindow runs the README's walkthrough with the
+// built-in policy on a Monday morning in Taipei: the push waits, status says
+// when the window opens and how to override it, and the override starts it.
+func TestWalkthroughInADenyWindow(t *testing.T) {
+	taipei, err := time.LoadLocation("Asia/Taipei")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{}
+	clk.set(time.Date(2026, 11, 30, 9, 0, 0, 0, taipei)) // Monday 09:00
+	h := start(t, pubsubemu.BackendPstest, options{policy: string(policy.Example()), now: clk.now})
+	h.push(repo + ":v2")
+	h.waitPhase(rollout.Waiting, 0)
+	out := h.cli("status", service)
+	for _, want := range []string{"waiting", "window opens", "coalmine resume ai-square --override-window --reason"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status of a waiting rollout lacks %q:\n%s", want, out)
+		}
+	}
+	h.cli("resume", service, "--override-window", "--reason", "trying coalmine")
+	h.waitPhase(rollout.Progressing, 1)
+	for stage := 2; stage <= 4; stage++ {
+		h.cli("promote", service)
+	}
+	h.waitPhase(rollout.Promoted, 4)
 }
