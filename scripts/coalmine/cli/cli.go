@@ -64,8 +64,16 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 // Main runs the command line args (without the program name) and returns
-// the exit code: 0 success, 1 failure, 2 bad usage.
+// the exit code: 0 success, 1 failure, 2 bad usage. Control characters in
+// anything it prints are escaped (see visible).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, e := &visibleWriter{w: stdout}, &visibleWriter{w: stderr}
+	defer o.flush()
+	defer e.flush()
+	return mainTo(ctx, args, o, e)
+}
+
+func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
 	global := flag.NewFlagSet("coalmine", flag.ContinueOnError)
 	global.SetOutput(stderr)

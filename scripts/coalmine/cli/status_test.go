@@ -36,3 +36,26 @@ func TestStatusHistoryCount(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusEscapesControlCharacters(t *testing.T) {
+	st := rolloutWith(1)
+	st.Rollout.Reason = "gate \x1b[31mfailed\x1b[0m\a"
+	st.Rollout.LastError = "revision web-00002 failed: container stderr: \x1b]0;pwned\a panic \u009b2J \u202eevil"
+	st.History[0].Reason = "shifted \x1b[31m"
+	st.History[0].Actor = "operator:\amallory"
+	dir := cloudRunWith(t, st)
+	code, stdout, stderr := runCLI(t, "--dir", dir, "status", "web")
+	if code != 0 {
+		t.Fatalf("status web: exit %d, stderr %q", code, stderr)
+	}
+	for _, raw := range []string{"\x1b", "\a", "\u009b", "\u202e"} {
+		if strings.Contains(stdout, raw) {
+			t.Errorf("status web printed the control character %q unescaped: %q", raw, stdout)
+		}
+	}
+	for _, want := range []string{`gate \x1b[31mfailed\x1b[0m\a`, `container stderr: \x1b]0;pwned\a panic \u009b2J \u202eevil`, `(shifted \x1b[31m)`, `by operator:\amallory`} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status web: output %q does not show %q", stdout, want)
+		}
+	}
+}
