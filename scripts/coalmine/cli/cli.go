@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ai-square/coalmine/infra/local/cloud"
+	"github.com/ai-square/coalmine/infra/local/gcsemu"
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/publish"
@@ -35,6 +37,10 @@ type command struct {
 	flags   func(fs *flag.FlagSet) // defines the command's flags
 	run     func(ctx context.Context, a *app, fs *flag.FlagSet) error
 }
+
+// defaultDir is the local cloud's directory unless --dir or $COALMINE_DIR
+// say otherwise.
+const defaultDir = ".coalmine"
 
 // app is one invocation: where output goes and how to reach the cloud.
 type app struct {
@@ -77,7 +83,7 @@ func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
 	global := flag.NewFlagSet("coalmine", flag.ContinueOnError)
 	global.SetOutput(stderr)
-	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", ".coalmine"), "directory of the local cloud (its local.env)")
+	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", defaultDir), "directory of the local cloud (its local.env)")
 	global.StringVar(&a.config, "config", "", "policy file (default: $COALMINE_POLICY, or the local cloud's)")
 	global.Usage = func() { printUsage(stderr, global) }
 	if err := global.Parse(args); err != nil {
@@ -232,11 +238,14 @@ func (a *app) target() (*target, error) {
 		}
 	}
 	path := filepath.Join(a.dir, cloud.EnvFile)
-	if local, err := cloud.ReadEnv(path); err == nil {
-		for k, v := range local {
-			t.env[k] = v
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	local, err := cloud.ReadEnv(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for k, v := range local {
+		t.env[k] = v
+	}
+	if err := t.answering(local, path); err != nil {
 		return nil, err
 	}
 	policyPath := a.config
@@ -257,6 +266,46 @@ func (a *app) target() (*target, error) {
 	}
 	t.registry = t.env["COALMINE_LOCAL_REGISTRY"]
 	return t, nil
+}
+
+// emulatorHosts are the variables naming local servers the commands talk
+// to. A client pointed at one that is gone waits out its deadline (or
+// retries for ever), so answering checks them first.
+var emulatorHosts = []string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, gcsemu.EnvEmulatorHost}
+
+// dialTimeout bounds the check of one emulator address; a local server
+// that is up accepts at once.
+const dialTimeout = time.Second
+
+// answering checks that something accepts connections at every emulator
+// address of the target: a local.env left behind by a local cloud that has
+// stopped otherwise makes every command hang and end in a deadline error.
+// local is what envPath held.
+func (t *target) answering(local map[string]string, envPath string) error {
+	for _, k := range emulatorHosts {
+		host := t.env[k]
+		if host == "" {
+			continue
+		}
+		addr := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(host, "http://"), "https://"), "/")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			continue // no port to try: let the client say what is wrong
+		}
+		conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+		if err == nil {
+			conn.Close()
+			continue
+		}
+		if _, ok := local[k]; ok {
+			up := "coalmine local up"
+			if dir := filepath.Dir(envPath); filepath.Clean(dir) != defaultDir {
+				up += " --dir " + dir
+			}
+			return fmt.Errorf("nothing answers at %s (%s in %s): the local cloud is not running; start it with `%s`", host, k, envPath, up)
+		}
+		return fmt.Errorf("nothing answers at %s (%s in the environment): start that emulator, or unset %s to use Google's endpoints", host, k, k)
+	}
+	return nil
 }
 
 func emulatorOptions(host string) []option.ClientOption {
