@@ -15,6 +15,7 @@ import (
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/runemu"
 	"github.com/ai-square/coalmine/infra/local/sampleapp"
+	"github.com/ai-square/coalmine/shared/policy"
 )
 
 // envFlags collects repeated KEY=value flags.
@@ -44,7 +45,9 @@ func init() {
 		detail: `IMAGE is a repository with an optional tag (local.dev/ai-square/web:v2; the tag defaults to
 latest). The image runs the sample app with the given error rate, latency and environment; its
 digest is derived from the repository, tag and settings. The notification (INSERT, digest and
-tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with its digest.`,
+tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with its digest.
+The repository must be one that a service of the policy lists in its images; push refuses any
+other and registers and publishes nothing.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.Float64Var(&errorRate, "error-rate", 0, "fraction of requests the image answers with 500 (0..1)")
 			fs.IntVar(&latencyMS, "latency-ms", 0, "latency added to every request, in milliseconds")
@@ -69,15 +72,11 @@ tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with
 			if err != nil {
 				return err
 			}
+			if len(t.policy.ServicesForImage(repo)) == 0 {
+				return notAllowed(t.policy, repo)
+			}
 			if t.registry == "" {
 				return fmt.Errorf("push registers a local image and needs a local cloud; run coalmine local up (or pass --dir)")
-			}
-			allowed := false
-			for _, s := range t.policy.Services {
-				allowed = allowed || s.AllowsImage(repo)
-			}
-			if !allowed {
-				fmt.Fprintf(a.stderr, "warning: no service in the policy allows %s; the push will be ignored\n", repo)
 			}
 			img := runemu.Image{Env: maps.Clone(env)}
 			if img.Env == nil {
@@ -113,6 +112,17 @@ tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with
 			return nil
 		},
 	})
+}
+
+// notAllowed says that no service of the policy releases repository, and
+// which repositories each service does: Backup would drop such a push.
+func notAllowed(pol *policy.Policy, repository string) error {
+	var allowed []string
+	for _, s := range pol.Services {
+		allowed = append(allowed, s.Name+": "+strings.Join(s.Images, ", "))
+	}
+	return fmt.Errorf("no service in the policy releases %q; nothing was pushed (images the policy allows: %s)",
+		repository, strings.Join(allowed, "; "))
 }
 
 // splitImage splits REPO[:TAG] (no digest) into repository and tag.
