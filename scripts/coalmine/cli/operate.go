@@ -155,9 +155,9 @@ also moves a paused rollout on.`,
 			if fs.NArg() != 2 {
 				return events.Command{}, usagef("want SERVICE and IMAGE@DIGEST")
 			}
-			ref, err := events.ParseImageRef(fs.Arg(1))
-			if err != nil || ref.Digest == "" {
-				return events.Command{}, usagef("%q is not IMAGE@sha256:DIGEST", fs.Arg(1))
+			ref, err := digestRef(fs.Arg(1))
+			if err != nil {
+				return events.Command{}, err
 			}
 			return events.Command{Type: events.CommandRelease, Image: ref.Repository + "@" + ref.Digest, Step: events.StepRelease}, nil
 		},

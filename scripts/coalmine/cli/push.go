@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -125,19 +126,61 @@ func notAllowed(pol *policy.Policy, repository string) error {
 		repository, strings.Join(allowed, "; "))
 }
 
-// splitImage splits REPO[:TAG] (no digest) into repository and tag.
+// splitImage splits REPO[:TAG] (no digest) into repository and tag; the
+// tag defaults to latest. Errors quote s as the user typed it.
 func splitImage(s string) (repo, tag string, err error) {
 	if strings.Contains(s, "@") {
 		return "", "", fmt.Errorf("%q has a digest; push takes REPOSITORY[:TAG] and makes the digest", s)
 	}
 	ref, err := events.ParseImageRef(s)
-	if err != nil {
-		ref, err = events.ParseImageRef(s + ":latest")
-		if err != nil {
-			return "", "", fmt.Errorf("%q is not an image reference (HOST/PATH[:TAG]): %v", s, err)
-		}
+	if err == nil {
+		return ref.Repository, ref.Tag, nil
 	}
-	return ref.Repository, ref.Tag, nil
+	if slash := strings.LastIndexByte(s, '/'); slash < 0 || strings.Contains(s[slash+1:], ":") {
+		return "", "", err // s as typed is at fault
+	}
+	// No tag: the repository alone must be valid.
+	ref, err = events.ParseImageRef(s + ":latest")
+	if err == nil {
+		return ref.Repository, "latest", nil
+	}
+	return "", "", asTyped(err, s+":latest", s)
+}
+
+// asTyped rewrites an events.ParseImageRef error about parsed so that it
+// quotes typed instead: the user never wrote the :latest splitImage adds.
+func asTyped(err error, parsed, typed string) error {
+	var fe *events.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	problem, ok := strings.CutPrefix(fe.Problem, quoteRef(parsed)+": ")
+	if !ok {
+		return fmt.Errorf("%q is not an image repository (HOST/PATH)", typed)
+	}
+	return &events.FieldError{Source: fe.Source, Field: fe.Field, Problem: quoteRef(typed) + ": " + problem}
+}
+
+// quoteRef quotes an image reference as events.ParseImageRef's errors do.
+func quoteRef(s string) string {
+	const maxLen = 160
+	if len(s) > maxLen {
+		return fmt.Sprintf("%q… (%d bytes)", s[:maxLen], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// digestRef parses IMAGE@sha256:DIGEST, the image argument of release; its
+// errors are usage errors that quote s.
+func digestRef(s string) (events.ImageRef, error) {
+	if !strings.Contains(s, "@") {
+		return events.ImageRef{}, usagef("%q has no digest; release takes IMAGE@sha256:DIGEST, as coalmine push prints it", s)
+	}
+	ref, err := events.ParseImageRef(s)
+	if err != nil {
+		return events.ImageRef{}, usagef("%v (release takes IMAGE@sha256:DIGEST)", err)
+	}
+	return ref, nil
 }
 
 // digestOf derives a content digest for a local image.
