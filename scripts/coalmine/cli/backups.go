@@ -162,7 +162,7 @@ checks the whole backup (every copy against the manifest, the database backup re
 damaged backup changes nothing. Without --yes it checks, prints what it would do and changes
 nothing. It refuses while a rollout is in progress (abort it first) unless --force.`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&id, "rollout", "", "the rollout whose backup to restore (default: the newest)")
+			fs.StringVar(&id, "rollout", "", "restore the backup taken before rollout `ID` (default: the newest)")
 			fs.BoolVar(&onlyDB, "database", false, "restore the database only")
 			fs.BoolVar(&onlyStorage, "storage", false, "restore the Cloud Storage objects only")
 			fs.BoolVar(&deleteNew, "delete-new", false, "delete objects written after the backup")

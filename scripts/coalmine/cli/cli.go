@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -41,6 +42,12 @@ type command struct {
 // defaultDir is the local cloud's directory unless --dir or $COALMINE_DIR
 // say otherwise.
 const defaultDir = ".coalmine"
+
+// The usage of the flags every command has.
+const (
+	dirUsage    = "the local cloud's directory `DIR` (where its local.env is)"
+	configUsage = "the policy `FILE` (default: $COALMINE_POLICY, or the local cloud's)"
+)
 
 // app is one invocation: where output goes and how to reach the cloud.
 type app struct {
@@ -83,8 +90,8 @@ func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
 	global := flag.NewFlagSet("coalmine", flag.ContinueOnError)
 	global.SetOutput(stderr)
-	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", defaultDir), "directory of the local cloud (its local.env)")
-	global.StringVar(&a.config, "config", "", "policy file (default: $COALMINE_POLICY, or the local cloud's)")
+	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", defaultDir), dirUsage)
+	global.StringVar(&a.config, "config", "", configUsage)
 	global.Usage = func() { printUsage(stderr, global) }
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -153,8 +160,8 @@ func findPath(words []string) *command {
 func newFlagSet(a *app, c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("coalmine "+c.name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
-	fs.StringVar(&a.dir, "dir", a.dir, "directory of the local cloud (its local.env)")
-	fs.StringVar(&a.config, "config", a.config, "policy file")
+	fs.StringVar(&a.dir, "dir", a.dir, dirUsage)
+	fs.StringVar(&a.config, "config", a.config, configUsage)
 	if c.flags != nil {
 		c.flags(fs)
 	}
@@ -165,7 +172,7 @@ func newFlagSet(a *app, c *command) *flag.FlagSet {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
 		}
 		fmt.Fprintf(w, "\nFlags:\n")
-		fs.PrintDefaults()
+		printFlags(w, fs)
 	}
 	return fs
 }
@@ -209,8 +216,47 @@ func printUsage(w io.Writer, global *flag.FlagSet) {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'coalmine COMMAND --help' (or 'coalmine help COMMAND') for a command's flags.\n\nGlobal flags:\n")
-	global.SetOutput(w)
-	global.PrintDefaults()
+	printFlags(w, global)
+}
+
+// printFlags lists the flags of fs as flag.PrintDefaults does, but written
+// --name, as the usage lines and the docs write them (the flag package
+// takes both).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if !isZeroValue(f) {
+			if g, ok := f.Value.(flag.Getter); ok {
+				if _, isString := g.Get().(string); isString {
+					line += fmt.Sprintf(" (default %q)", f.DefValue)
+				} else {
+					line += fmt.Sprintf(" (default %v)", f.DefValue)
+				}
+			} else {
+				line += fmt.Sprintf(" (default %v)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+// isZeroValue reports whether f's default is its type's zero value, which
+// the list leaves out (as flag.PrintDefaults does).
+func isZeroValue(f *flag.Flag) bool {
+	typ := reflect.TypeOf(f.Value)
+	var z reflect.Value
+	if typ.Kind() == reflect.Pointer {
+		z = reflect.New(typ.Elem())
+	} else {
+		z = reflect.Zero(typ)
+	}
+	v, ok := z.Interface().(flag.Value)
+	return ok && f.DefValue == v.String()
 }
 
 func envOr(k, def string) string {

@@ -26,8 +26,8 @@ revision, the functions, the Eventarc-like bridge and a Scheduler tick. When rea
 DIR/local.env (KEY=value lines other coalmine commands and Google's clients read) and prints
 "ready". Without --config it uses the built-in example policy (one service, ai-square).`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&backend, "pubsub", "", "Pub/Sub server: pstest, gcloud or external (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
-			fs.DurationVar(&tick, "tick", 30*time.Second, "how often the Scheduler tick (watchdog) fires")
+			fs.StringVar(&backend, "pubsub", "", "the Pub/Sub server: `pstest|gcloud|external` (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
+			fs.DurationVar(&tick, "tick", 30*time.Second, "fire the Scheduler tick (the watchdog) every `DURATION`")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			if fs.NArg() != 0 {

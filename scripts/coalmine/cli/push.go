@@ -50,10 +50,10 @@ tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with
 The repository must be one that a service of the policy lists in its images; push refuses any
 other and registers and publishes nothing.`,
 		flags: func(fs *flag.FlagSet) {
-			fs.Float64Var(&errorRate, "error-rate", 0, "fraction of requests the image answers with 500 (0..1)")
-			fs.IntVar(&latencyMS, "latency-ms", 0, "latency added to every request, in milliseconds")
+			fs.Float64Var(&errorRate, "error-rate", 0, "answer the fraction `R` of requests with 500 (0..1)")
+			fs.IntVar(&latencyMS, "latency-ms", 0, "add `MS` milliseconds of latency to every request")
 			fs.BoolVar(&failStart, "fail-start", false, "the image exits at start (its revision never becomes ready)")
-			fs.Var(env, "env", "environment variable KEY=value for the image (repeatable)")
+			fs.Var(env, "env", "set the environment variable `KEY=value` in the image (repeatable)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			if fs.NArg() != 1 {

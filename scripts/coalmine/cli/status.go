@@ -19,7 +19,7 @@ func init() {
 		args:    "[SERVICE]",
 		summary: "Show each service's rollout: phase, stage, traffic split, revisions, image, recent history.",
 		flags: func(fs *flag.FlagSet) {
-			fs.IntVar(&history, "history", 8, "how many of the newest history entries to show (0: none)")
+			fs.IntVar(&history, "history", 8, "show the newest `N` history entries (0: none)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			if fs.NArg() > 1 {
