@@ -52,9 +52,6 @@ func init() {
 		args:    "SERVICE",
 		summary: "List a service's backups, newest first.",
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 1 {
-				return usagef("which SERVICE?")
-			}
 			t, err := a.target()
 			if err != nil {
 				return err
@@ -94,9 +91,6 @@ SERVICE, every service in the policy.`,
 			fs.BoolVar(&pruneYes, "yes", false, "delete (without it, only show what would go)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() > 1 {
-				return usagef("at most one SERVICE")
-			}
 			t, err := a.target()
 			if err != nil {
 				return err
@@ -170,9 +164,6 @@ nothing. It refuses while a rollout is in progress (abort it first) unless --for
 			fs.BoolVar(&yes, "yes", false, "do it (without it: a dry run)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 1 {
-				return usagef("which SERVICE?")
-			}
 			t, err := a.target()
 			if err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +32,12 @@ import (
 
 // command is one subcommand.
 type command struct {
-	name    string
-	args    string // usage of the positional arguments
+	name string
+	// args is the usage after the command's name: its positional
+	// arguments and, in brackets, flags. Main takes from it how many
+	// positional arguments the command accepts (see positional) and
+	// refuses a command line with fewer or more before run.
+	args    string
 	summary string
 	detail  string
 	flags   func(fs *flag.FlagSet) // defines the command's flags
@@ -137,7 +142,11 @@ func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if err := c.run(ctx, a, fs); err != nil {
+	err := checkArgs(c, fs.Args())
+	if err == nil {
+		err = c.run(ctx, a, fs)
+	}
+	if err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "coalmine %s: %v\n", c.name, err)
@@ -148,6 +157,69 @@ func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// checkArgs checks the number of positional arguments against the usage.
+func checkArgs(c *command, args []string) error {
+	names, min, max := positional(c.args)
+	if max >= 0 && len(args) > max {
+		extra := args[max:]
+		quoted := make([]string, len(extra))
+		for i, x := range extra {
+			quoted[i] = strconv.Quote(x)
+		}
+		plural := ""
+		if len(extra) > 1 {
+			plural = "s"
+		}
+		return usagef("unexpected argument%s %s", plural, strings.Join(quoted, ", "))
+	}
+	if len(args) < min {
+		return usagef("missing %s", strings.Join(names[len(args):min], " "))
+	}
+	return nil
+}
+
+// positional reads a usage line: a WORD is a required positional
+// argument, [WORD] an optional one, a trailing ... (WORD..., [WORD]...)
+// means any number; a word starting with - is a flag, and the other words
+// in its brackets are its value ([--reason TEXT]). It returns the
+// positional arguments as written (required ones first, as usage lines
+// put them) and how many there may be; max is -1 for any number.
+func positional(usage string) (names []string, min, max int) {
+	depth, flagDepth := 0, -1
+	for _, word := range strings.Fields(usage) {
+		opens := len(word) - len(strings.TrimLeft(word, "["))
+		word = word[opens:]
+		depth += opens
+		word, many := strings.CutSuffix(word, "...")
+		closes := len(word) - len(strings.TrimRight(word, "]"))
+		word = word[:len(word)-closes]
+		switch {
+		case strings.HasPrefix(word, "-"):
+			flagDepth = depth
+		case flagDepth >= 0 && depth >= flagDepth, word == "":
+		default:
+			name := word
+			if depth > 0 {
+				name = "[" + word + "]"
+			} else {
+				min++
+			}
+			if many {
+				name += "..."
+				max = -1
+			} else if max >= 0 {
+				max++
+			}
+			names = append(names, name)
+		}
+		depth -= closes
+		if depth < flagDepth {
+			flagDepth = -1
+		}
+	}
+	return names, min, max
 }
 
 func findPath(words []string) *command {

@@ -46,3 +46,47 @@ func TestHelpWritesFlagsAsTheUsageLineDoes(t *testing.T) {
 		t.Errorf("coalmine help: exit %d, global flags not written --dir and --config: %q", code, stdout)
 	}
 }
+
+// positionalArgs is how many positional arguments each command takes
+// (max -1: any number); every registered command must be listed.
+var positionalArgs = map[string]struct{ min, max int }{
+	"push":          {1, 1},
+	"status":        {0, 1},
+	"promote":       {1, 1},
+	"abort":         {1, 1},
+	"pause":         {1, 1},
+	"resume":        {1, 1},
+	"release":       {2, 2},
+	"retry":         {1, 1},
+	"backups list":  {1, 1},
+	"backups prune": {0, 1},
+	"restore":       {1, 1},
+	"local up":      {0, 0},
+}
+
+func TestExtraArgumentsAreRejected(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range commands {
+		n, ok := positionalArgs[c.name]
+		if !ok {
+			t.Errorf("command %q is not in positionalArgs", c.name)
+			continue
+		}
+		if _, min, max := positional(c.args); min != n.min || max != n.max {
+			t.Errorf("positional(%q) = %d..%d arguments, want %d..%d", c.args, min, max, n.min, n.max)
+		}
+		args := append([]string{"--dir", dir}, strings.Fields(c.name)...)
+		for i := 0; i < n.max; i++ {
+			args = append(args, "arg")
+		}
+		args = append(args, "extra-arg")
+		code, _, stderr := runCLI(t, args...)
+		if code != 2 || !strings.Contains(stderr, `unexpected argument "extra-arg"`) || !strings.Contains(stderr, "Usage: coalmine "+c.name) {
+			t.Errorf("coalmine %v: exit %d, stderr %q; want exit 2 naming the unexpected argument", args[2:], code, stderr)
+		}
+	}
+	code, _, stderr := runCLI(t, "--dir", dir, "promote", "web", "one", "two")
+	if code != 2 || !strings.Contains(stderr, `unexpected arguments "one", "two"`) {
+		t.Errorf("coalmine promote web one two: exit %d, stderr %q", code, stderr)
+	}
+}

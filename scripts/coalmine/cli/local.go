@@ -30,9 +30,6 @@ DIR/local.env (KEY=value lines other coalmine commands and Google's clients read
 			fs.DurationVar(&tick, "tick", 30*time.Second, "fire the Scheduler tick (the watchdog) every `DURATION`")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 0 {
-				return usagef("unexpected arguments %v", fs.Args())
-			}
 			cfg := cloud.Config{Dir: a.dir, Pubsub: pubsubemu.Backend(backend), TickEvery: tick}
 			if a.config != "" {
 				b, err := os.ReadFile(a.config)

@@ -56,9 +56,6 @@ other and registers and publishes nothing.`,
 			fs.Var(env, "env", "set the environment variable `KEY=value` in the image (repeatable)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 1 {
-				return usagef("want exactly one IMAGE, got %d arguments", fs.NArg())
-			}
 			if errorRate < 0 || errorRate > 1 {
 				return usagef("--error-rate %v is not a fraction between 0 and 1", errorRate)
 			}

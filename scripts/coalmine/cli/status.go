@@ -22,9 +22,6 @@ func init() {
 			fs.IntVar(&history, "history", 8, "show the newest `N` history entries (0: none)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() > 1 {
-				return usagef("want at most one SERVICE")
-			}
 			if history < 0 {
 				return usagef("--history %d: want a count of 0 or more (0 shows no history)", history)
 			}
