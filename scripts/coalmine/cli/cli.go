@@ -109,26 +109,26 @@ func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr, global)
 		return 2
 	}
-	name := rest[0]
+	name, rest := rest[0], rest[1:]
 	if name == "help" {
-		if len(rest) > 1 {
-			if c := findPath(rest[1:]); c != nil {
-				fs := newFlagSet(a, c)
-				fs.SetOutput(stdout)
-				fs.Usage()
-				return 0
-			}
-		}
-		printUsage(stdout, global)
-		return 0
+		return help(a, global, rest)
 	}
-	rest = rest[1:]
-	if name == "local" || name == "backups" {
-		if len(rest) == 0 {
-			fmt.Fprintf(stderr, "coalmine %s: which subcommand? See coalmine help.\n", name)
+	if group := subcommands(name); len(group) > 0 {
+		switch {
+		case len(rest) == 0:
+			fmt.Fprintf(stderr, "coalmine %s: which subcommand?\n\n", name)
+			printGroup(stderr, name, group)
 			return 2
+		case isHelpFlag(rest[0]):
+			printGroup(stderr, name, group)
+			return 0
 		}
 		name, rest = name+" "+rest[0], rest[1:]
+		if find(name) == nil {
+			fmt.Fprintf(stderr, "coalmine: unknown command %q.\n\n", name)
+			printGroup(stderr, strings.Fields(name)[0], group)
+			return 2
+		}
 	}
 	c := find(name)
 	if c == nil {
@@ -222,11 +222,57 @@ func positional(usage string) (names []string, min, max int) {
 	return names, min, max
 }
 
-func findPath(words []string) *command {
-	if c := find(strings.Join(words, " ")); c != nil {
-		return c
+// help prints the help of a command, of a group of subcommands or of
+// coalmine (coalmine help [COMMAND]) to stdout.
+func help(a *app, global *flag.FlagSet, words []string) int {
+	if len(words) == 0 {
+		printUsage(a.stdout, global)
+		return 0
 	}
-	return find(words[0])
+	name := strings.Join(words, " ")
+	if c := find(name); c != nil {
+		fs := newFlagSet(a, c)
+		fs.SetOutput(a.stdout)
+		fs.Usage()
+		return 0
+	}
+	if group := subcommands(name); len(group) > 0 {
+		printGroup(a.stdout, name, group)
+		return 0
+	}
+	fmt.Fprintf(a.stderr, "coalmine help: unknown command %q. See coalmine help.\n", name)
+	return 2
+}
+
+// subcommands returns the commands of group ("local", "backups"), sorted,
+// or none when group is not one.
+func subcommands(group string) []*command {
+	var out []*command
+	for _, c := range commands {
+		if strings.HasPrefix(c.name, group+" ") {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// printGroup lists the subcommands of group with their summaries.
+func printGroup(w io.Writer, group string, cmds []*command) {
+	fmt.Fprintf(w, "Usage: coalmine %s SUBCOMMAND [ARGS]\n\nSubcommands:\n", group)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'coalmine %s SUBCOMMAND --help' for a subcommand's arguments and flags.\n", group)
+}
+
+// isHelpFlag reports whether arg asks for help as the flag package reads it.
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
 }
 
 func newFlagSet(a *app, c *command) *flag.FlagSet {

@@ -17,6 +17,39 @@ func helpOf(t *testing.T, c *command) string {
 	return stdout + stderr
 }
 
+func TestGroupHelpListsSubcommands(t *testing.T) {
+	for _, group := range []string{"backups", "local"} {
+		for _, args := range [][]string{{group, "--help"}, {group, "-h"}, {"help", group}} {
+			code, stdout, stderr := runCLI(t, args...)
+			out := stdout + stderr
+			if code != 0 || strings.Contains(out, "unknown command") {
+				t.Errorf("coalmine %v: exit %d, output %q; want exit 0 and the subcommands", args, code, out)
+				continue
+			}
+			for _, c := range commands {
+				if strings.HasPrefix(c.name, group+" ") && (!strings.Contains(out, c.name) || !strings.Contains(out, c.summary)) {
+					t.Errorf("coalmine %v: output %q does not list %q with its summary", args, out, c.name)
+				}
+			}
+		}
+	}
+	for _, tt := range []struct {
+		args     []string
+		mentions []string
+	}{
+		{[]string{"local"}, []string{"which subcommand", "local up"}},
+		{[]string{"backups", "restore"}, []string{`unknown command "backups restore"`, "backups list", "backups prune"}},
+		{[]string{"help", "launch"}, []string{`unknown command "launch"`}},
+	} {
+		code, _, stderr := runCLI(t, tt.args...)
+		for _, want := range tt.mentions {
+			if code != 2 || !strings.Contains(stderr, want) {
+				t.Errorf("coalmine %v: exit %d, stderr %q; want exit 2 mentioning %q", tt.args, code, stderr, want)
+			}
+		}
+	}
+}
+
 var (
 	flagInText  = regexp.MustCompile(`(^|[\s\[(` + "`" + `])--([a-z][a-z0-9-]*)`)
 	singleDash  = regexp.MustCompile(`(?m)^\s+-[a-z]`)
