@@ -40,8 +40,11 @@ type command struct {
 	args    string
 	summary string
 	detail  string
-	flags   func(fs *flag.FlagSet) // defines the command's flags
-	run     func(ctx context.Context, a *app, fs *flag.FlagSet) error
+	// notes, when set, makes more help text after detail; it runs only
+	// when the help is shown.
+	notes func() string
+	flags func(fs *flag.FlagSet) // defines the command's flags
+	run   func(ctx context.Context, a *app, fs *flag.FlagSet) error
 }
 
 // defaultDir is the local cloud's directory unless --dir or $COALMINE_DIR
@@ -288,6 +291,9 @@ func newFlagSet(a *app, c *command) *flag.FlagSet {
 		fmt.Fprintf(w, "Usage: coalmine %s %s\n\n%s\n", c.name, c.args, c.summary)
 		if c.detail != "" {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
+		}
+		if c.notes != nil {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.notes()))
 		}
 		fmt.Fprintf(w, "\nFlags:\n")
 		printFlags(w, fs)

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ai-square/coalmine/shared/policy"
 )
 
 // helpOf returns what `coalmine NAME --help` prints.
@@ -77,6 +79,32 @@ func TestHelpWritesFlagsAsTheUsageLineDoes(t *testing.T) {
 	code, stdout, _ := runCLI(t, "help")
 	if code != 0 || !strings.Contains(stdout, "\n  --dir") || !strings.Contains(stdout, "\n  --config") || singleDash.MatchString(stdout) {
 		t.Errorf("coalmine help: exit %d, global flags not written --dir and --config: %q", code, stdout)
+	}
+}
+
+func TestLocalUpHelpNamesTheBuiltInDenyWindows(t *testing.T) {
+	help := helpOf(t, find("local up"))
+	for _, want := range []string{"Mon 00:00-12:00", "Fri 12:00-24:00", "Asia/Taipei", "--config FILE"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("coalmine local up --help does not mention %q: %q", want, help)
+		}
+	}
+}
+
+func TestDescribeWindows(t *testing.T) {
+	tests := []struct {
+		w    policy.Windows
+		want string
+	}{
+		{policy.Windows{}, "at any time (UTC)"},
+		{policy.Windows{Timezone: "Europe/Berlin", Deny: policy.DefaultDeny()}, "at any time but Mon 00:00-12:00 and Fri 12:00-24:00 (Europe/Berlin)"},
+		{policy.Windows{Deny: []policy.TimeRange{{From: "22:00"}}, Allow: []policy.TimeRange{{Days: []string{"monday", "TUE"}, From: "09:00", To: "17:00"}}},
+			"only in Mon,Tue 09:00-17:00, and not in every day 22:00-24:00 (UTC)"},
+	}
+	for _, tt := range tests {
+		if got := describeWindows(tt.w); got != tt.want {
+			t.Errorf("describeWindows(%+v) = %q, want %q", tt.w, got, tt.want)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ai-square/coalmine/infra/local/cloud"
@@ -25,6 +26,7 @@ PUBSUB_EMULATOR_HOST names), the Cloud Run emulator with every policy service se
 revision, the functions, the Eventarc-like bridge and a Scheduler tick. When ready it writes
 DIR/local.env (KEY=value lines other coalmine commands and Google's clients read) and prints
 "ready". Without --config it uses the built-in example policy (one service, ai-square).`,
+		notes: builtinPolicyNotes,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&backend, "pubsub", "", "the Pub/Sub server: `pstest|gcloud|external` (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
 			fs.DurationVar(&tick, "tick", 30*time.Second, "fire the Scheduler tick (the watchdog) every `DURATION`")
@@ -50,6 +52,7 @@ DIR/local.env (KEY=value lines other coalmine commands and Google's clients read
 			for _, s := range c.Policy.Services {
 				if svc, ok := c.Run.Service(fmt.Sprintf("projects/%s/locations/%s/services/%s", s.Project, s.Region, s.Name)); ok {
 					fmt.Fprintf(a.stdout, "service        %s  %s  (images: %v)\n", s.Name, svc.GetUri(), s.Images)
+					fmt.Fprintf(a.stdout, "               releases start %s\n", describeWindows(s.Windows))
 				}
 			}
 			fmt.Fprintf(a.stdout, "environment    %s\n", filepath.Join(c.Dir, cloud.EnvFile))
@@ -59,4 +62,77 @@ DIR/local.env (KEY=value lines other coalmine commands and Google's clients read
 			return nil
 		},
 	})
+}
+
+// builtinPolicyNotes says when the built-in policy lets releases start, and
+// how to use another policy.
+func builtinPolicyNotes() string {
+	var b strings.Builder
+	pol, err := policy.Parse(policy.Example())
+	if err != nil {
+		fmt.Fprintf(&b, "The built-in policy does not load: %v\n", err)
+	} else {
+		b.WriteString("Release windows of the built-in policy (a push outside them waits, status shows it waiting,\nand the Scheduler tick starts it when the window opens):\n")
+		for _, s := range pol.Services {
+			fmt.Fprintf(&b, "  %s: a release starts %s\n", s.Name, describeWindows(s.Windows))
+		}
+	}
+	b.WriteString(`For other services or windows pass --config FILE (docs/policy.md): DIR/policy.yaml holds the
+policy in use, a starting point; "windows: {deny: []}" lets releases start at any time.`)
+	return b.String()
+}
+
+// describeWindows says when windows let a release start, in their zone:
+// "at any time but Mon 00:00-12:00 and Fri 12:00-24:00 (Asia/Taipei)".
+func describeWindows(w policy.Windows) string {
+	ranges := func(rs []policy.TimeRange, conj string) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, describeRange(r))
+		}
+		if len(out) < 2 {
+			return strings.Join(out, "")
+		}
+		return strings.Join(out[:len(out)-1], ", ") + " " + conj + " " + out[len(out)-1]
+	}
+	zone := w.Timezone
+	if zone == "" {
+		zone = "UTC"
+	}
+	var when string
+	switch {
+	case len(w.Allow) == 0 && len(w.Deny) == 0:
+		when = "at any time"
+	case len(w.Allow) == 0:
+		when = "at any time but " + ranges(w.Deny, "and")
+	case len(w.Deny) == 0:
+		when = "only in " + ranges(w.Allow, "or")
+	default:
+		when = "only in " + ranges(w.Allow, "or") + ", and not in " + ranges(w.Deny, "or")
+	}
+	return when + " (" + zone + ")"
+}
+
+// describeRange writes a range as "Mon,Tue 09:00-17:00" or "every day 22:00-24:00".
+func describeRange(r policy.TimeRange) string {
+	days := "every day"
+	if len(r.Days) > 0 {
+		var names []string
+		for _, d := range r.Days {
+			if wd, ok := policy.ParseDay(d); ok {
+				names = append(names, wd.String()[:3])
+			} else {
+				names = append(names, d)
+			}
+		}
+		days = strings.Join(names, ",")
+	}
+	from, to := r.From, r.To
+	if from == "" {
+		from = "00:00"
+	}
+	if to == "" {
+		to = "24:00"
+	}
+	return days + " " + from + "-" + to
 }
