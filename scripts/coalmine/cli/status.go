@@ -16,7 +16,7 @@ func init() {
 	var history int
 	register(&command{
 		name:    "status",
-		args:    "[SERVICE]",
+		args:    "[SERVICE] [--history N]",
 		summary: "Show each service's rollout: phase, stage, traffic split, revisions, image, recent history.",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&history, "history", 8, "show the newest `N` history entries (0: none)")
