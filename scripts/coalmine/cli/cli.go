@@ -164,9 +164,9 @@ func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // checkArgs checks the number of positional arguments against the usage.
 func checkArgs(c *command, args []string) error {
-	names, min, max := positional(c.args)
-	if max >= 0 && len(args) > max {
-		extra := args[max:]
+	names, least, most := positional(c.args)
+	if most >= 0 && len(args) > most {
+		extra := args[most:]
 		quoted := make([]string, len(extra))
 		for i, x := range extra {
 			quoted[i] = strconv.Quote(x)
@@ -177,8 +177,8 @@ func checkArgs(c *command, args []string) error {
 		}
 		return usagef("unexpected argument%s %s", plural, strings.Join(quoted, ", "))
 	}
-	if len(args) < min {
-		return usagef("missing %s", strings.Join(names[len(args):min], " "))
+	if len(args) < least {
+		return usagef("missing %s", strings.Join(names[len(args):least], " "))
 	}
 	return nil
 }
@@ -188,8 +188,9 @@ func checkArgs(c *command, args []string) error {
 // means any number; a word starting with - is a flag, and the other words
 // in its brackets are its value ([--reason TEXT]). It returns the
 // positional arguments as written (required ones first, as usage lines
-// put them) and how many there may be; max is -1 for any number.
-func positional(usage string) (names []string, min, max int) {
+// put them) and how many there may be: at least least, at most most (-1:
+// any number).
+func positional(usage string) (names []string, least, most int) {
 	depth, flagDepth := 0, -1
 	for _, word := range strings.Fields(usage) {
 		opens := len(word) - len(strings.TrimLeft(word, "["))
@@ -207,13 +208,13 @@ func positional(usage string) (names []string, min, max int) {
 			if depth > 0 {
 				name = "[" + word + "]"
 			} else {
-				min++
+				least++
 			}
 			if many {
 				name += "..."
-				max = -1
-			} else if max >= 0 {
-				max++
+				most = -1
+			} else if most >= 0 {
+				most++
 			}
 			names = append(names, name)
 		}
@@ -222,7 +223,7 @@ func positional(usage string) (names []string, min, max int) {
 			flagDepth = -1
 		}
 	}
-	return names, min, max
+	return names, least, most
 }
 
 // help prints the help of a command, of a group of subcommands or of
@@ -355,15 +356,13 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		}
 		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
 		if !isZeroValue(f) {
+			def := f.DefValue
 			if g, ok := f.Value.(flag.Getter); ok {
 				if _, isString := g.Get().(string); isString {
-					line += fmt.Sprintf(" (default %q)", f.DefValue)
-				} else {
-					line += fmt.Sprintf(" (default %v)", f.DefValue)
+					def = strconv.Quote(def)
 				}
-			} else {
-				line += fmt.Sprintf(" (default %v)", f.DefValue)
 			}
+			line += " (default " + def + ")"
 		}
 		fmt.Fprintln(w, line)
 	})

@@ -86,9 +86,9 @@ func TestPositional(t *testing.T) {
 		{"[A [B]]", []string{"[A]", "[B]"}, 0, 2},
 	}
 	for _, tt := range tests {
-		names, min, max := positional(tt.usage)
-		if !slices.Equal(names, tt.names) || min != tt.min || max != tt.max {
-			t.Errorf("positional(%q) = %q, %d, %d; want %q, %d, %d", tt.usage, names, min, max, tt.names, tt.min, tt.max)
+		names, least, most := positional(tt.usage)
+		if !slices.Equal(names, tt.names) || least != tt.min || most != tt.max {
+			t.Errorf("positional(%q) = %q, %d, %d; want %q, %d, %d", tt.usage, names, least, most, tt.names, tt.min, tt.max)
 		}
 	}
 }

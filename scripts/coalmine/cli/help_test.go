@@ -53,9 +53,10 @@ func TestGroupHelpListsSubcommands(t *testing.T) {
 }
 
 var (
-	flagInText  = regexp.MustCompile(`(^|[\s\[(` + "`" + `])--([a-z][a-z0-9-]*)`)
-	singleDash  = regexp.MustCompile(`(?m)^\s+-[a-z]`)
-	definedFlag = func(fs *flag.FlagSet, name string) bool { return fs.Lookup(name) != nil }
+	// flagInText finds --name in help text.
+	flagInText = regexp.MustCompile(`(^|[\s\[(` + "`" + `])--([a-z][a-z0-9-]*)`)
+	// singleDash finds a flag list entry written -name.
+	singleDash = regexp.MustCompile(`(?m)^\s+-[a-z]`)
 )
 
 func TestHelpWritesFlagsAsTheUsageLineDoes(t *testing.T) {
@@ -71,7 +72,7 @@ func TestHelpWritesFlagsAsTheUsageLineDoes(t *testing.T) {
 			t.Errorf("coalmine %s --help lists a flag with one dash (%q): %q", c.name, m, help)
 		}
 		for _, m := range flagInText.FindAllStringSubmatch(help, -1) {
-			if !definedFlag(fs, m[2]) {
+			if fs.Lookup(m[2]) == nil {
 				t.Errorf("coalmine %s --help mentions --%s, which it does not define: %q", c.name, m[2], help)
 			}
 		}
@@ -133,8 +134,8 @@ func TestExtraArgumentsAreRejected(t *testing.T) {
 			t.Errorf("command %q is not in positionalArgs", c.name)
 			continue
 		}
-		if _, min, max := positional(c.args); min != n.min || max != n.max {
-			t.Errorf("positional(%q) = %d..%d arguments, want %d..%d", c.args, min, max, n.min, n.max)
+		if _, least, most := positional(c.args); least != n.min || most != n.max {
+			t.Errorf("positional(%q) = %d..%d arguments, want %d..%d", c.args, least, most, n.min, n.max)
 		}
 		args := append([]string{"--dir", dir}, strings.Fields(c.name)...)
 		for i := 0; i < n.max; i++ {
