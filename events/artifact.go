@@ -164,7 +164,7 @@ func parseImageRef(s string) (ref ImageRef, field, problem string) {
 	}
 	lastSlash := strings.LastIndexByte(name, '/')
 	if lastSlash < 0 {
-		return ImageRef{}, "repository", "want HOST/PATH, found no host"
+		return ImageRef{}, "repository", `want HOST/PATH, found no "/"`
 	}
 	repo, tag := name, ""
 	if i := strings.LastIndexByte(name[lastSlash+1:], ':'); i >= 0 {

@@ -52,9 +52,6 @@ func init() {
 		args:    "SERVICE",
 		summary: "List a service's backups, newest first.",
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 1 {
-				return usagef("which SERVICE?")
-			}
 			t, err := a.target()
 			if err != nil {
 				return err
@@ -94,9 +91,6 @@ SERVICE, every service in the policy.`,
 			fs.BoolVar(&pruneYes, "yes", false, "delete (without it, only show what would go)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() > 1 {
-				return usagef("at most one SERVICE")
-			}
 			t, err := a.target()
 			if err != nil {
 				return err
@@ -162,7 +156,7 @@ checks the whole backup (every copy against the manifest, the database backup re
 damaged backup changes nothing. Without --yes it checks, prints what it would do and changes
 nothing. It refuses while a rollout is in progress (abort it first) unless --force.`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&id, "rollout", "", "the rollout whose backup to restore (default: the newest)")
+			fs.StringVar(&id, "rollout", "", "restore the backup taken before rollout `ID` (default: the newest)")
 			fs.BoolVar(&onlyDB, "database", false, "restore the database only")
 			fs.BoolVar(&onlyStorage, "storage", false, "restore the Cloud Storage objects only")
 			fs.BoolVar(&deleteNew, "delete-new", false, "delete objects written after the backup")
@@ -170,9 +164,6 @@ nothing. It refuses while a rollout is in progress (abort it first) unless --for
 			fs.BoolVar(&yes, "yes", false, "do it (without it: a dry run)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 1 {
-				return usagef("which SERVICE?")
-			}
 			t, err := a.target()
 			if err != nil {
 				return err

@@ -8,9 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ai-square/coalmine/infra/local/cloud"
+	"github.com/ai-square/coalmine/infra/local/gcsemu"
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/publish"
@@ -28,13 +32,30 @@ import (
 
 // command is one subcommand.
 type command struct {
-	name    string
-	args    string // usage of the positional arguments
+	name string
+	// args is the usage after the command's name: its positional
+	// arguments and, in brackets, flags. Main takes from it how many
+	// positional arguments the command accepts (see positional) and
+	// refuses a command line with fewer or more before run.
+	args    string
 	summary string
 	detail  string
-	flags   func(fs *flag.FlagSet) // defines the command's flags
-	run     func(ctx context.Context, a *app, fs *flag.FlagSet) error
+	// notes, when set, makes more help text after detail; it runs only
+	// when the help is shown.
+	notes func() string
+	flags func(fs *flag.FlagSet) // defines the command's flags
+	run   func(ctx context.Context, a *app, fs *flag.FlagSet) error
 }
+
+// defaultDir is the local cloud's directory unless --dir or $COALMINE_DIR
+// say otherwise.
+const defaultDir = ".coalmine"
+
+// The usage of the flags every command has.
+const (
+	dirUsage    = "the local cloud's directory `DIR` (where its local.env is)"
+	configUsage = "the policy `FILE` (default: $COALMINE_POLICY, or the local cloud's)"
+)
 
 // app is one invocation: where output goes and how to reach the cloud.
 type app struct {
@@ -64,13 +85,21 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 // Main runs the command line args (without the program name) and returns
-// the exit code: 0 success, 1 failure, 2 bad usage.
+// the exit code: 0 success, 1 failure, 2 bad usage. Control characters in
+// anything it prints are escaped (see visible).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, e := &visibleWriter{w: stdout}, &visibleWriter{w: stderr}
+	defer o.flush()
+	defer e.flush()
+	return mainTo(ctx, args, o, e)
+}
+
+func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
 	global := flag.NewFlagSet("coalmine", flag.ContinueOnError)
 	global.SetOutput(stderr)
-	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", ".coalmine"), "directory of the local cloud (its local.env)")
-	global.StringVar(&a.config, "config", "", "policy file (default: $COALMINE_POLICY, or the local cloud's)")
+	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", defaultDir), dirUsage)
+	global.StringVar(&a.config, "config", "", configUsage)
 	global.Usage = func() { printUsage(stderr, global) }
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -83,26 +112,26 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr, global)
 		return 2
 	}
-	name := rest[0]
+	name, rest := rest[0], rest[1:]
 	if name == "help" {
-		if len(rest) > 1 {
-			if c := findPath(rest[1:]); c != nil {
-				fs := newFlagSet(a, c)
-				fs.SetOutput(stdout)
-				fs.Usage()
-				return 0
-			}
-		}
-		printUsage(stdout, global)
-		return 0
+		return help(a, global, rest)
 	}
-	rest = rest[1:]
-	if name == "local" || name == "backups" {
-		if len(rest) == 0 {
-			fmt.Fprintf(stderr, "coalmine %s: which subcommand? See coalmine help.\n", name)
+	if group := subcommands(name); len(group) > 0 {
+		switch {
+		case len(rest) == 0:
+			fmt.Fprintf(stderr, "coalmine %s: which subcommand?\n\n", name)
+			printGroup(stderr, name, group)
 			return 2
+		case isHelpFlag(rest[0]):
+			printGroup(stderr, name, group)
+			return 0
 		}
 		name, rest = name+" "+rest[0], rest[1:]
+		if find(name) == nil {
+			fmt.Fprintf(stderr, "coalmine: unknown command %q.\n\n", name)
+			printGroup(stderr, strings.Fields(name)[0], group)
+			return 2
+		}
 	}
 	c := find(name)
 	if c == nil {
@@ -116,7 +145,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if err := c.run(ctx, a, fs); err != nil {
+	err := checkArgs(c, fs.Args())
+	if err == nil {
+		err = c.run(ctx, a, fs)
+	}
+	if err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "coalmine %s: %v\n", c.name, err)
@@ -129,18 +162,128 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func findPath(words []string) *command {
-	if c := find(strings.Join(words, " ")); c != nil {
-		return c
+// checkArgs checks the number of positional arguments against the usage.
+func checkArgs(c *command, args []string) error {
+	names, least, most := positional(c.args)
+	if most >= 0 && len(args) > most {
+		extra := args[most:]
+		quoted := make([]string, len(extra))
+		for i, x := range extra {
+			quoted[i] = strconv.Quote(x)
+		}
+		plural := ""
+		if len(extra) > 1 {
+			plural = "s"
+		}
+		return usagef("unexpected argument%s %s", plural, strings.Join(quoted, ", "))
 	}
-	return find(words[0])
+	if len(args) < least {
+		return usagef("missing %s", strings.Join(names[len(args):least], " "))
+	}
+	return nil
+}
+
+// positional reads a usage line: a WORD is a required positional
+// argument, [WORD] an optional one, a trailing ... (WORD..., [WORD]...)
+// means any number; a word starting with - is a flag, and the other words
+// in its brackets are its value ([--reason TEXT]). It returns the
+// positional arguments as written (required ones first, as usage lines
+// put them) and how many there may be: at least least, at most most (-1:
+// any number).
+func positional(usage string) (names []string, least, most int) {
+	depth, flagDepth := 0, -1
+	for _, word := range strings.Fields(usage) {
+		opens := len(word) - len(strings.TrimLeft(word, "["))
+		word = word[opens:]
+		depth += opens
+		word, many := strings.CutSuffix(word, "...")
+		closes := len(word) - len(strings.TrimRight(word, "]"))
+		word = word[:len(word)-closes]
+		switch {
+		case strings.HasPrefix(word, "-"):
+			flagDepth = depth
+		case flagDepth >= 0 && depth >= flagDepth, word == "":
+		default:
+			name := word
+			if depth > 0 {
+				name = "[" + word + "]"
+			} else {
+				least++
+			}
+			if many {
+				name += "..."
+				most = -1
+			} else if most >= 0 {
+				most++
+			}
+			names = append(names, name)
+		}
+		depth -= closes
+		if depth < flagDepth {
+			flagDepth = -1
+		}
+	}
+	return names, least, most
+}
+
+// help prints the help of a command, of a group of subcommands or of
+// coalmine (coalmine help [COMMAND]) to stdout.
+func help(a *app, global *flag.FlagSet, words []string) int {
+	if len(words) == 0 {
+		printUsage(a.stdout, global)
+		return 0
+	}
+	name := strings.Join(words, " ")
+	if c := find(name); c != nil {
+		fs := newFlagSet(a, c)
+		fs.SetOutput(a.stdout)
+		fs.Usage()
+		return 0
+	}
+	if group := subcommands(name); len(group) > 0 {
+		printGroup(a.stdout, name, group)
+		return 0
+	}
+	fmt.Fprintf(a.stderr, "coalmine help: unknown command %q. See coalmine help.\n", name)
+	return 2
+}
+
+// subcommands returns the commands of group ("local", "backups"), sorted,
+// or none when group is not one.
+func subcommands(group string) []*command {
+	var out []*command
+	for _, c := range commands {
+		if strings.HasPrefix(c.name, group+" ") {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// printGroup lists the subcommands of group with their summaries.
+func printGroup(w io.Writer, group string, cmds []*command) {
+	fmt.Fprintf(w, "Usage: coalmine %s SUBCOMMAND [ARGS]\n\nSubcommands:\n", group)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'coalmine %s SUBCOMMAND --help' for a subcommand's arguments and flags.\n", group)
+}
+
+// isHelpFlag reports whether arg asks for help as the flag package reads it.
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
 }
 
 func newFlagSet(a *app, c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("coalmine "+c.name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
-	fs.StringVar(&a.dir, "dir", a.dir, "directory of the local cloud (its local.env)")
-	fs.StringVar(&a.config, "config", a.config, "policy file")
+	fs.StringVar(&a.dir, "dir", a.dir, dirUsage)
+	fs.StringVar(&a.config, "config", a.config, configUsage)
 	if c.flags != nil {
 		c.flags(fs)
 	}
@@ -150,8 +293,11 @@ func newFlagSet(a *app, c *command) *flag.FlagSet {
 		if c.detail != "" {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
 		}
+		if c.notes != nil {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.notes()))
+		}
 		fmt.Fprintf(w, "\nFlags:\n")
-		fs.PrintDefaults()
+		printFlags(w, fs)
 	}
 	return fs
 }
@@ -195,8 +341,45 @@ func printUsage(w io.Writer, global *flag.FlagSet) {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'coalmine COMMAND --help' (or 'coalmine help COMMAND') for a command's flags.\n\nGlobal flags:\n")
-	global.SetOutput(w)
-	global.PrintDefaults()
+	printFlags(w, global)
+}
+
+// printFlags lists the flags of fs as flag.PrintDefaults does, but written
+// --name, as the usage lines and the docs write them (the flag package
+// takes both).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if !isZeroValue(f) {
+			def := f.DefValue
+			if g, ok := f.Value.(flag.Getter); ok {
+				if _, isString := g.Get().(string); isString {
+					def = strconv.Quote(def)
+				}
+			}
+			line += " (default " + def + ")"
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+// isZeroValue reports whether f's default is its type's zero value, which
+// the list leaves out (as flag.PrintDefaults does).
+func isZeroValue(f *flag.Flag) bool {
+	typ := reflect.TypeOf(f.Value)
+	var z reflect.Value
+	if typ.Kind() == reflect.Pointer {
+		z = reflect.New(typ.Elem())
+	} else {
+		z = reflect.Zero(typ)
+	}
+	v, ok := z.Interface().(flag.Value)
+	return ok && f.DefValue == v.String()
 }
 
 func envOr(k, def string) string {
@@ -224,11 +407,14 @@ func (a *app) target() (*target, error) {
 		}
 	}
 	path := filepath.Join(a.dir, cloud.EnvFile)
-	if local, err := cloud.ReadEnv(path); err == nil {
-		for k, v := range local {
-			t.env[k] = v
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	local, err := cloud.ReadEnv(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for k, v := range local {
+		t.env[k] = v
+	}
+	if err := t.answering(local, path); err != nil {
 		return nil, err
 	}
 	policyPath := a.config
@@ -249,6 +435,46 @@ func (a *app) target() (*target, error) {
 	}
 	t.registry = t.env["COALMINE_LOCAL_REGISTRY"]
 	return t, nil
+}
+
+// emulatorHosts are the variables naming local servers the commands talk
+// to. A client pointed at one that is gone waits out its deadline (or
+// retries for ever), so answering checks them first.
+var emulatorHosts = []string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, gcsemu.EnvEmulatorHost}
+
+// dialTimeout bounds the check of one emulator address; a local server
+// that is up accepts at once.
+const dialTimeout = time.Second
+
+// answering checks that something accepts connections at every emulator
+// address of the target: a local.env left behind by a local cloud that has
+// stopped otherwise makes every command hang and end in a deadline error.
+// local is what envPath held.
+func (t *target) answering(local map[string]string, envPath string) error {
+	for _, k := range emulatorHosts {
+		host := t.env[k]
+		if host == "" {
+			continue
+		}
+		addr := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(host, "http://"), "https://"), "/")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			continue // no port to try: let the client say what is wrong
+		}
+		conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+		if err == nil {
+			conn.Close()
+			continue
+		}
+		if _, ok := local[k]; ok {
+			up := "coalmine local up"
+			if dir := filepath.Dir(envPath); filepath.Clean(dir) != defaultDir {
+				up += " --dir " + dir
+			}
+			return fmt.Errorf("nothing answers at %s (%s in %s): the local cloud is not running; start it with `%s`", host, k, envPath, up)
+		}
+		return fmt.Errorf("nothing answers at %s (%s in the environment): start that emulator, or unset %s to use Google's endpoints", host, k, k)
+	}
+	return nil
 }
 
 func emulatorOptions(host string) []option.ClientOption {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,19 +51,44 @@ func TestUsageErrors(t *testing.T) {
 		{nil, 2, "Usage"},
 		{[]string{"launch"}, 2, `unknown command "launch"`},
 		{[]string{"local"}, 2, "which subcommand"},
-		{[]string{"push"}, 2, "want exactly one IMAGE"},
+		{[]string{"push"}, 2, "missing IMAGE"},
 		{[]string{"push", "local.dev/x/web:v1", "--error-rate", "2"}, 2, "not a fraction"},
 		{[]string{"push", "local.dev/x/web@sha256:" + strings.Repeat("a", 64)}, 2, "has a digest"},
 		{[]string{"--dir", dir, "--config", policy, "push", "local.dev/x/web:v1"}, 1, "needs a local cloud"},
-		{[]string{"--dir", dir, "promote"}, 2, "which SERVICE"},
+		{[]string{"--dir", dir, "promote"}, 2, "missing SERVICE"},
 		{[]string{"--dir", dir, "promote", "web"}, 1, "no policy"},
 		{[]string{"--dir", dir, "--config", policy, "promote", "nope"}, 1, `service "nope" is not in the policy (services: web)`},
-		{[]string{"status", "a", "b"}, 2, "at most one SERVICE"},
+		{[]string{"status", "a", "b"}, 2, `unexpected argument "b"`},
+		{[]string{"release", "web"}, 2, "missing IMAGE@DIGEST"},
 	}
 	for _, tt := range tests {
 		code, _, stderr := runCLI(t, tt.args...)
 		if code != tt.code || !strings.Contains(stderr, tt.mentions) {
 			t.Errorf("coalmine %v: exit %d, stderr %q; want exit %d mentioning %q", tt.args, code, stderr, tt.code, tt.mentions)
+		}
+	}
+}
+
+func TestPositional(t *testing.T) {
+	tests := []struct {
+		usage    string
+		names    []string
+		min, max int
+	}{
+		{"", nil, 0, 0},
+		{"SERVICE", []string{"SERVICE"}, 1, 1},
+		{"SERVICE IMAGE@DIGEST", []string{"SERVICE", "IMAGE@DIGEST"}, 2, 2},
+		{"[SERVICE] [--yes]", []string{"[SERVICE]"}, 0, 1},
+		{"IMAGE [--error-rate R] [--env KEY=value]...", []string{"IMAGE"}, 1, 1},
+		{"[--dir DIR] [--pubsub pstest|gcloud|external]", nil, 0, 0},
+		{"SERVICE [PATH]...", []string{"SERVICE", "[PATH]..."}, 1, -1},
+		{"FILE...", []string{"FILE..."}, 1, -1},
+		{"[A [B]]", []string{"[A]", "[B]"}, 0, 2},
+	}
+	for _, tt := range tests {
+		names, least, most := positional(tt.usage)
+		if !slices.Equal(names, tt.names) || least != tt.min || most != tt.max {
+			t.Errorf("positional(%q) = %q, %d, %d; want %q, %d, %d", tt.usage, names, least, most, tt.names, tt.min, tt.max)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/cloud"
 	"github.com/ai-square/coalmine/shared/registry"
 	"github.com/ai-square/coalmine/shared/release"
@@ -17,9 +16,9 @@ func releaseImage(fs *flag.FlagSet) (string, error) {
 	if fs.NArg() != 2 {
 		return "", usagef("want SERVICE and IMAGE@DIGEST")
 	}
-	ref, err := events.ParseImageRef(fs.Arg(1))
-	if err != nil || ref.Digest == "" {
-		return "", usagef("%q is not IMAGE@sha256:DIGEST", fs.Arg(1))
+	ref, err := digestRef(fs.Arg(1))
+	if err != nil {
+		return "", err
 	}
 	return ref.Repository + "@" + ref.Digest, nil
 }

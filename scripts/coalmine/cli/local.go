@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ai-square/coalmine/infra/local/cloud"
@@ -29,14 +30,12 @@ DIR/local.env (KEY=value lines other coalmine commands and Google's clients read
 "ready". The local cloud's logs (JSON lines) go to DIR/local.log, not to the terminal; an error
 that stops start-up is printed. Without --config it uses the built-in example policy (one
 service, ai-square).`,
+		notes: builtinPolicyNotes,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&backend, "pubsub", "", "Pub/Sub server: pstest, gcloud or external (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
-			fs.DurationVar(&tick, "tick", 30*time.Second, "how often the Scheduler tick (watchdog) fires")
+			fs.StringVar(&backend, "pubsub", "", "the Pub/Sub server: `pstest|gcloud|external` (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
+			fs.DurationVar(&tick, "tick", 30*time.Second, "fire the Scheduler tick (the watchdog) every `DURATION`")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 0 {
-				return usagef("unexpected arguments %v", fs.Args())
-			}
 			cfg := cloud.Config{Dir: a.dir, Pubsub: pubsubemu.Backend(backend), TickEvery: tick}
 			if a.config != "" {
 				b, err := os.ReadFile(a.config)
@@ -64,6 +63,7 @@ service, ai-square).`,
 			for _, s := range c.Policy.Services {
 				if svc, ok := c.Run.Service(fmt.Sprintf("projects/%s/locations/%s/services/%s", s.Project, s.Region, s.Name)); ok {
 					fmt.Fprintf(a.stdout, "service        %s  %s  (images: %v)\n", s.Name, svc.GetUri(), s.Images)
+					fmt.Fprintf(a.stdout, "               releases start %s\n", describeWindows(s.Windows))
 				}
 			}
 			if c.DatabaseSkipped != "" {
@@ -98,4 +98,77 @@ func redirectStderr(f *os.File) (restore func()) {
 	old := os.Stderr
 	os.Stderr = f
 	return func() { os.Stderr = old }
+}
+
+// builtinPolicyNotes says when the built-in policy lets releases start, and
+// how to use another policy.
+func builtinPolicyNotes() string {
+	var b strings.Builder
+	pol, err := policy.Parse(policy.Example())
+	if err != nil {
+		fmt.Fprintf(&b, "The built-in policy does not load: %v\n", err)
+	} else {
+		b.WriteString("Release windows of the built-in policy (a push outside them waits, status shows it waiting,\nand the Scheduler tick starts it when the window opens):\n")
+		for _, s := range pol.Services {
+			fmt.Fprintf(&b, "  %s: a release starts %s\n", s.Name, describeWindows(s.Windows))
+		}
+	}
+	b.WriteString(`For other services or windows pass --config FILE (docs/policy.md): DIR/policy.yaml holds the
+policy in use, a starting point; "windows: {deny: []}" lets releases start at any time.`)
+	return b.String()
+}
+
+// describeWindows says when windows let a release start, in their zone:
+// "at any time but Mon 00:00-12:00 and Fri 12:00-24:00 (Asia/Taipei)".
+func describeWindows(w policy.Windows) string {
+	ranges := func(rs []policy.TimeRange, conj string) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, describeRange(r))
+		}
+		if len(out) < 2 {
+			return strings.Join(out, "")
+		}
+		return strings.Join(out[:len(out)-1], ", ") + " " + conj + " " + out[len(out)-1]
+	}
+	zone := w.Timezone
+	if zone == "" {
+		zone = "UTC"
+	}
+	var when string
+	switch {
+	case len(w.Allow) == 0 && len(w.Deny) == 0:
+		when = "at any time"
+	case len(w.Allow) == 0:
+		when = "at any time but " + ranges(w.Deny, "and")
+	case len(w.Deny) == 0:
+		when = "only in " + ranges(w.Allow, "or")
+	default:
+		when = "only in " + ranges(w.Allow, "or") + ", and not in " + ranges(w.Deny, "or")
+	}
+	return when + " (" + zone + ")"
+}
+
+// describeRange writes a range as "Mon,Tue 09:00-17:00" or "every day 22:00-24:00".
+func describeRange(r policy.TimeRange) string {
+	days := "every day"
+	if len(r.Days) > 0 {
+		var names []string
+		for _, d := range r.Days {
+			if wd, ok := policy.ParseDay(d); ok {
+				names = append(names, wd.String()[:3])
+			} else {
+				names = append(names, d)
+			}
+		}
+		days = strings.Join(names, ",")
+	}
+	from, to := r.From, r.To
+	if from == "" {
+		from = "00:00"
+	}
+	if to == "" {
+		to = "24:00"
+	}
+	return days + " " + from + "-" + to
 }

@@ -11,14 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ai-square/coalmine/infra/local/sampleapp"
 )
-
-func TestMain(m *testing.M) {
-	// `local up` runs the services' revisions as this test binary.
-	sampleapp.RunIfChild()
-	os.Exit(m.Run())
-}
 
 // lines is a goroutine-safe writer that calls onLine with every complete line.
 type lines struct {
@@ -97,7 +90,7 @@ func TestLocalUpQuiet(t *testing.T) {
 	}
 
 	logPath := filepath.Join(dir, "local.log")
-	labels := []string{"starting", "Pub/Sub", "Cloud Run", "functions", "service", "database", "environment", "logs", "ready", "stopping"}
+	labels := []string{"starting", "Pub/Sub", "Cloud Run", "functions", "service", "               releases start", "database", "environment", "logs", "ready", "stopping"}
 	out := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
 	for _, l := range out {
 		if !slices.ContainsFunc(labels, func(p string) bool { return strings.HasPrefix(l, p) }) {

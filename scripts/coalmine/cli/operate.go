@@ -208,7 +208,7 @@ who overrode the window and why.`,
 			case r.Phase == rollout.Paused:
 			case r.Phase == rollout.Waiting && resumeOverride:
 			case r.Phase == rollout.Waiting:
-				return events.Command{}, fmt.Errorf("rollout %s waits for a deploy window (%s); to start it now: coalmine resume %s --override-window --reason TEXT", r.ID, clean(r.Reason), svc.Name)
+				return events.Command{}, fmt.Errorf("rollout %s waits for a deploy window (%s); to start it now: coalmine resume %s --override-window --reason TEXT", r.ID, r.Reason, svc.Name)
 			default:
 				return events.Command{}, fmt.Errorf("cannot resume: rollout %s is %s, not paused", r.ID, r.Phase)
 			}

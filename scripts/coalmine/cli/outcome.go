@@ -117,7 +117,7 @@ func (l *listener) close() {
 type errRefused struct{ e events.Lifecycle }
 
 func (e *errRefused) Error() string {
-	return fmt.Sprintf("%s: %s", e.e.Outcome, clean(e.e.Reason))
+	return fmt.Sprintf("%s: %s", e.e.Outcome, e.e.Reason)
 }
 
 // report prints an outcome and returns an error for the ones that did not apply.
@@ -126,7 +126,7 @@ func report(a *app, what string, e events.Lifecycle) error {
 	case events.OutcomeApplied, events.OutcomeAlready, events.OutcomeQueued:
 		fmt.Fprintf(a.stdout, "%s: %s", what, e.Outcome)
 		if e.Reason != "" {
-			fmt.Fprintf(a.stdout, " (%s)", clean(e.Reason))
+			fmt.Fprintf(a.stdout, " (%s)", e.Reason)
 		}
 		fmt.Fprintln(a.stdout)
 		if e.Rollout != "" {
@@ -139,21 +139,4 @@ func report(a *app, what string, e events.Lifecycle) error {
 		return nil
 	}
 	return &errRefused{e: e}
-}
-
-// clean renders control characters visibly (text from the state or from
-// Cloud Run must not drive the terminal).
-func clean(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\t':
-			b.WriteRune(' ')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&b, "\\x%02x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/runemu"
 	"github.com/ai-square/coalmine/infra/local/sampleapp"
+	"github.com/ai-square/coalmine/shared/policy"
 )
 
 // envFlags collects repeated KEY=value flags.
@@ -44,17 +46,16 @@ func init() {
 		detail: `IMAGE is a repository with an optional tag (local.dev/ai-square/web:v2; the tag defaults to
 latest). The image runs the sample app with the given error rate, latency and environment; its
 digest is derived from the repository, tag and settings. The notification (INSERT, digest and
-tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with its digest.`,
+tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with its digest.
+The repository must be one that a service of the policy lists in its images; push refuses any
+other and registers and publishes nothing.`,
 		flags: func(fs *flag.FlagSet) {
-			fs.Float64Var(&errorRate, "error-rate", 0, "fraction of requests the image answers with 500 (0..1)")
-			fs.IntVar(&latencyMS, "latency-ms", 0, "latency added to every request, in milliseconds")
+			fs.Float64Var(&errorRate, "error-rate", 0, "answer the fraction `R` of requests with 500 (0..1)")
+			fs.IntVar(&latencyMS, "latency-ms", 0, "add `MS` milliseconds of latency to every request")
 			fs.BoolVar(&failStart, "fail-start", false, "the image exits at start (its revision never becomes ready)")
-			fs.Var(env, "env", "environment variable KEY=value for the image (repeatable)")
+			fs.Var(env, "env", "set the environment variable `KEY=value` in the image (repeatable)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() != 1 {
-				return usagef("want exactly one IMAGE, got %d arguments", fs.NArg())
-			}
 			if errorRate < 0 || errorRate > 1 {
 				return usagef("--error-rate %v is not a fraction between 0 and 1", errorRate)
 			}
@@ -69,15 +70,11 @@ tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with
 			if err != nil {
 				return err
 			}
+			if len(t.policy.ServicesForImage(repo)) == 0 {
+				return notAllowed(t.policy, repo)
+			}
 			if t.registry == "" {
 				return fmt.Errorf("push registers a local image and needs a local cloud; run coalmine local up (or pass --dir)")
-			}
-			allowed := false
-			for _, s := range t.policy.Services {
-				allowed = allowed || s.AllowsImage(repo)
-			}
-			if !allowed {
-				fmt.Fprintf(a.stderr, "warning: no service in the policy allows %s; the push will be ignored\n", repo)
 			}
 			img := runemu.Image{Env: maps.Clone(env)}
 			if img.Env == nil {
@@ -115,19 +112,72 @@ tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with
 	})
 }
 
-// splitImage splits REPO[:TAG] (no digest) into repository and tag.
+// notAllowed says that no service of the policy releases repository, and
+// which repositories each service does: Backup would drop such a push.
+func notAllowed(pol *policy.Policy, repository string) error {
+	var allowed []string
+	for _, s := range pol.Services {
+		allowed = append(allowed, s.Name+": "+strings.Join(s.Images, ", "))
+	}
+	return fmt.Errorf("no service in the policy releases %q; nothing was pushed (images the policy allows: %s)",
+		repository, strings.Join(allowed, "; "))
+}
+
+// splitImage splits REPO[:TAG] (no digest) into repository and tag; the
+// tag defaults to latest. Errors quote s as the user typed it.
 func splitImage(s string) (repo, tag string, err error) {
 	if strings.Contains(s, "@") {
 		return "", "", fmt.Errorf("%q has a digest; push takes REPOSITORY[:TAG] and makes the digest", s)
 	}
 	ref, err := events.ParseImageRef(s)
-	if err != nil {
-		ref, err = events.ParseImageRef(s + ":latest")
-		if err != nil {
-			return "", "", fmt.Errorf("%q is not an image reference (HOST/PATH[:TAG]): %v", s, err)
-		}
+	if err == nil {
+		return ref.Repository, ref.Tag, nil
 	}
-	return ref.Repository, ref.Tag, nil
+	if slash := strings.LastIndexByte(s, '/'); slash < 0 || strings.Contains(s[slash+1:], ":") {
+		return "", "", err // s as typed is at fault
+	}
+	// No tag: the repository alone must be valid.
+	ref, err = events.ParseImageRef(s + ":latest")
+	if err == nil {
+		return ref.Repository, "latest", nil
+	}
+	return "", "", asTyped(err, s+":latest", s)
+}
+
+// asTyped rewrites an events.ParseImageRef error about parsed so that it
+// quotes typed instead: the user never wrote the :latest splitImage adds.
+func asTyped(err error, parsed, typed string) error {
+	var fe *events.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	problem, ok := strings.CutPrefix(fe.Problem, quoteRef(parsed)+": ")
+	if !ok {
+		return fmt.Errorf("%q is not an image repository (HOST/PATH)", typed)
+	}
+	return &events.FieldError{Source: fe.Source, Field: fe.Field, Problem: quoteRef(typed) + ": " + problem}
+}
+
+// quoteRef quotes an image reference as events.ParseImageRef's errors do.
+func quoteRef(s string) string {
+	const maxLen = 160
+	if len(s) > maxLen {
+		return fmt.Sprintf("%q… (%d bytes)", s[:maxLen], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// digestRef parses IMAGE@sha256:DIGEST, the image argument of release; its
+// errors are usage errors that quote s.
+func digestRef(s string) (events.ImageRef, error) {
+	if !strings.Contains(s, "@") {
+		return events.ImageRef{}, usagef("%q has no digest; release takes IMAGE@sha256:DIGEST, as coalmine push prints it", s)
+	}
+	ref, err := events.ParseImageRef(s)
+	if err != nil {
+		return events.ImageRef{}, usagef("%v (release takes IMAGE@sha256:DIGEST)", err)
+	}
+	return ref, nil
 }
 
 // digestOf derives a content digest for a local image.

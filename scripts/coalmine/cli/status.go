@@ -16,14 +16,14 @@ func init() {
 	var history int
 	register(&command{
 		name:    "status",
-		args:    "[SERVICE]",
+		args:    "[SERVICE] [--history N]",
 		summary: "Show each service's rollout: phase, stage, traffic split, revisions, image, recent history.",
 		flags: func(fs *flag.FlagSet) {
-			fs.IntVar(&history, "history", 8, "how many history entries to show")
+			fs.IntVar(&history, "history", 8, "show the newest `N` history entries (0: none)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			if fs.NArg() > 1 {
-				return usagef("want at most one SERVICE")
+			if history < 0 {
+				return usagef("--history %d: want a count of 0 or more (0 shows no history)", history)
 			}
 			t, err := a.target()
 			if err != nil {
@@ -111,6 +111,9 @@ func printStatus(w io.Writer, svc *cloudrun.Service, history int) {
 		fmt.Fprintf(w, "  failed     %d digest(s), newest %s\n", len(st.FailedDigests), short(st.FailedDigests[len(st.FailedDigests)-1]))
 	}
 	h := st.History
+	if history < 0 {
+		history = 0
+	}
 	if len(h) > history {
 		h = h[len(h)-history:]
 	}
