@@ -244,7 +244,7 @@ func TestWalkthroughInADenyWindow(t *testing.T) {
 	h.push(repo + ":v2")
 	h.waitPhase(rollout.Waiting, 0)
 	out := h.cli("status", service)
-	for _, want := range []string{"waiting", "window opens", "coalmine resume ai-square --override-window --reason"} {
+	for _, want := range []string{"waiting", "which opens at Mon 2026-11-30 12:00 +08:00 (Asia/Taipei)", "coalmine resume ai-square --override-window --reason"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status of a waiting rollout lacks %q:\n%s", want, out)
 		}

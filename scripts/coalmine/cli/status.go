@@ -75,6 +75,12 @@ func printStatus(w io.Writer, svc *cloudrun.Service, history int) {
 		if r.Reason != "" {
 			fmt.Fprintf(w, "  reason     %s\n", oneLine(r.Reason, 0))
 		}
+		switch r.Phase {
+		case rollout.Waiting:
+			fmt.Fprintf(w, "  start now  coalmine resume %s --override-window --reason TEXT (recorded in the history)\n", svc.Name)
+		case rollout.Stopped:
+			fmt.Fprintf(w, "  next       the traffic is as it was left; push an image or coalmine release %s IMAGE@DIGEST to start again\n", svc.Name)
+		}
 		if r.Backup != nil {
 			fmt.Fprintf(w, "  backup     %s\n", backupLine(r.Backup))
 		}
