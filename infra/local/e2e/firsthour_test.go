@@ -228,6 +228,22 @@ func TestOverrideWindow(t *testing.T) {
 	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Kind != rollout.Claim || !strings.Contains(e.Reason, "deploy window overridden: second hotfix") {
 		t.Errorf("claim entry %+v, want the override recorded", e)
 	}
+
+	// push --override-window releases the pushed image at once.
+	h.cli("abort", service)
+	h.waitPhase(rollout.RolledBack, 1)
+	out = h.cli("push", repo+":v5", "--override-window", "--reason", "third hotfix")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[1], "applied") {
+		t.Fatalf("push --override-window said %q, want the image, then applied", out)
+	}
+	v = h.waitPhase(rollout.Progressing, 1)
+	if v.state.Rollout.Image != lines[0] {
+		t.Errorf("rollout of %s, want the pushed %s", v.state.Rollout.Image, lines[0])
+	}
+	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Actor != "operator:bob@example.com" || !strings.Contains(e.Reason, "deploy window overridden: third hotfix") {
+		t.Errorf("claim entry %+v, want who and why", e)
+	}
 }
 
 // TestWalkthroughInADenyWindow runs the README's walkthrough with the

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/runemu"
@@ -38,22 +39,31 @@ func init() {
 		latencyMS int
 		failStart bool
 		env       = envFlags{}
+		override  bool
+		reason    string
 	)
 	register(&command{
 		name:    "push",
-		args:    "IMAGE [--error-rate R] [--latency-ms MS] [--fail-start] [--env KEY=value]...",
+		args:    "IMAGE [--error-rate R] [--latency-ms MS] [--fail-start] [--env KEY=value]... [--override-window --reason TEXT]",
 		summary: "Register a local image and publish its Artifact Registry notification (local cloud only).",
 		detail: `IMAGE is a repository with an optional tag (local.dev/ai-square/web:v2; the tag defaults to
 latest). The image runs the sample app with the given error rate, latency and environment; its
 digest is derived from the repository, tag and settings. The notification (INSERT, digest and
 tag) goes to the gcr topic, as Artifact Registry sends it. Prints the image with its digest.
 The repository must be one that a service of the policy lists in its images; push refuses any
-other and registers and publishes nothing.`,
+other and registers and publishes nothing.
+
+With --override-window (and --reason) the rollout starts now even outside the policy's deploy
+windows: push then publishes a release command for each service that takes the repository
+(a registry notification cannot carry an override), waits for each outcome and prints it; the
+history records who overrode the window and why.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.Float64Var(&errorRate, "error-rate", 0, "answer the fraction `R` of requests with 500 (0..1)")
 			fs.IntVar(&latencyMS, "latency-ms", 0, "add `MS` milliseconds of latency to every request")
 			fs.BoolVar(&failStart, "fail-start", false, "the image exits at start (its revision never becomes ready)")
 			fs.Var(env, "env", "set the environment variable `KEY=value` in the image (repeatable)")
+			fs.BoolVar(&override, "override-window", false, "start the rollout now even outside the deploy windows (needs --reason)")
+			fs.StringVar(&reason, "reason", "", "why the deploy window is overridden (for the history)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			if errorRate < 0 || errorRate > 1 {
@@ -61,6 +71,12 @@ other and registers and publishes nothing.`,
 			}
 			if latencyMS < 0 {
 				return usagef("--latency-ms must not be negative")
+			}
+			if override && strings.TrimSpace(reason) == "" {
+				return usagef("--override-window needs --reason: the history records who overrode the deploy window and why")
+			}
+			if reason != "" && !override {
+				return usagef("--reason goes with --override-window (a push is not an operator command otherwise)")
 			}
 			repo, tag, err := splitImage(fs.Arg(0))
 			if err != nil {
@@ -94,6 +110,10 @@ other and registers and publishes nothing.`,
 			if err := runemu.WriteImage(t.registry, ref, img); err != nil {
 				return err
 			}
+			if override {
+				fmt.Fprintln(a.stdout, ref)
+				return releaseOverride(ctx, a, t, repo, ref, reason)
+			}
 			bus, err := t.bus(ctx)
 			if err != nil {
 				return err
@@ -110,6 +130,23 @@ other and registers and publishes nothing.`,
 			return nil
 		},
 	})
+}
+
+// releaseOverride releases ref on every service that takes repo, now,
+// overriding the deploy windows, and reports each outcome.
+func releaseOverride(ctx context.Context, a *app, t *target, repo, ref, reason string) error {
+	var errs []error
+	who := actor(ctx)
+	for _, s := range t.policy.ServicesForImage(repo) {
+		cmd := events.Command{
+			Type: events.CommandRelease, Service: s.Name, Image: ref, Step: events.StepRelease,
+			OverrideWindow: true, Reason: reason, Actor: who, ID: newCommandID(), Reply: true,
+		}
+		if err := send(ctx, a, t, cmd, "release "+s.Name, operatorFlags{timeout: 2 * time.Minute}); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", s.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // notAllowed says that no service of the policy releases repository, and
