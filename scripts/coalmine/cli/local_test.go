@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
 )
 
 // lines is a goroutine-safe writer that calls onLine with every complete line.
