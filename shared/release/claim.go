@@ -70,6 +70,7 @@ func (e *Env) Release(ctx context.Context, c events.Command, published time.Time
 	if e.Images != nil {
 		if err := e.Images.Exists(ctx, image); errors.Is(err, ErrImageNotFound) {
 			log.Warn("release refused: " + err.Error())
+			e.reply(ctx, c, events.OutcomeRefused, err.Error(), rollout.State{})
 			// A queued push of it (deleted from the registry since) is dropped.
 			err := e.dequeue(ctx, pol.Name, ref.Digest, "the image is not in the registry")
 			return e.done(events.FunctionBackup, "release "+c.Service, err)

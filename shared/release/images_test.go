@@ -2,91 +2,169 @@ package release_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
+	"log"
 	"log/slog"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-containerregistry/pkg/name"
+	gcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/infra/local/runemu"
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/policy"
+	"github.com/ai-square/coalmine/shared/publish"
+	"github.com/ai-square/coalmine/shared/registry"
 	"github.com/ai-square/coalmine/shared/release"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
+// The release check runs against real servers: go-containerregistry's
+// registry (in memory) behind the production registry client, the Cloud
+// Run emulator behind the production adapter, and pstest behind the
+// production bus.
+
 const (
-	imageRepo = "europe-docker.pkg.dev/p/r/web"
-	pushed    = imageRepo + "@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	missing   = imageRepo + "@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	project     = runemu.DefaultProject
+	region      = runemu.DefaultRegion
+	stableImage = "local.dev/web:stable"
+	zeroDigest  = "@sha256:0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d"
 )
 
-// images is a registry holding the images in it; err, when set, is what
-// every lookup answers.
-type images struct {
-	in      map[string]bool
-	err     error
-	checked []string
+type world struct {
+	env    *release.Env
+	run    *cloudrun.Client
+	srv    *pstest.Server
+	repo   string // the registry repository the policy allows
+	pushed string // an image in it, by digest
 }
 
-func (i *images) Exists(_ context.Context, image string) error {
-	i.checked = append(i.checked, image)
-	if i.err != nil {
-		return i.err
-	}
-	if !i.in[image] {
-		return fmt.Errorf("image %s: %w europe-docker.pkg.dev", image, release.ErrImageNotFound)
-	}
-	return nil
-}
-
-// cloudRun is one service's Cloud Run: reads and state-only writes; any
-// other call panics (the embedded interface is nil).
-type cloudRun struct {
-	release.CloudRun
-	svc    cloudrun.Service
-	reads  int
-	writes []rollout.State
-}
-
-func (c *cloudRun) Read(context.Context, string) (*cloudrun.Service, error) {
-	c.reads++
-	svc := c.svc
-	return &svc, nil
-}
-
-func (c *cloudRun) SetTraffic(_ context.Context, svc *cloudrun.Service, next rollout.State) (*cloudrun.Service, error) {
-	c.writes = append(c.writes, next)
-	after := *svc
-	after.State = next
-	c.svc = after
-	return &after, nil
-}
-
-// bus records what is published.
-type bus struct{ commands []events.Command }
-
-func (b *bus) Command(_ context.Context, c events.Command) error {
-	b.commands = append(b.commands, c)
-	return nil
-}
-func (b *bus) Event(context.Context, events.Lifecycle) error { return nil }
-
-func newEnv(t *testing.T, st rollout.State, reg *images) (*release.Env, *cloudRun, *bus) {
+func newWorld(t *testing.T, registryHost string) *world {
 	t.Helper()
-	pol, err := policy.Parse([]byte("services:\n  - {name: web, project: my-project, region: europe-west1, images: [" + imageRepo + "], windows: {deny: []}, backup: {required: false}}\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	w := &world{}
+	if registryHost == "" {
+		srv := httptest.NewServer(gcrregistry.New(gcrregistry.Logger(log.New(io.Discard, "", 0))))
+		t.Cleanup(srv.Close)
+		registryHost = strings.TrimPrefix(srv.URL, "http://")
+		w.repo = registryHost + "/ai-square/web"
+		w.pushed = pushImage(t, w.repo)
+	} else {
+		w.repo = registryHost + "/ai-square/web"
+	}
+
+	reg := runemu.NewRegistry()
+	reg.Register(stableImage, runemu.Image{})
+	emu, err := runemu.New(runemu.Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := &cloudRun{svc: cloudrun.Service{Name: "web", Serving: "web-00001", State: st}}
-	b := &bus{}
-	env := &release.Env{
-		Policy: pol, Bus: b, Images: reg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		CloudRun: func(context.Context, string, string) (release.CloudRun, error) { return run, nil },
+	t.Cleanup(func() { emu.Close() })
+	svcs, err := run.NewServicesClient(ctx, emu.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return env, run, b
+	defer svcs.Close()
+	op, err := svcs.CreateService(ctx, &runpb.CreateServiceRequest{
+		Parent: "projects/" + project + "/locations/" + region, ServiceId: "web",
+		Service: &runpb.Service{Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: stableImage}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.run, err = cloudrun.New(ctx, cloudrun.Options{Project: project, Region: region, PollInterval: 20 * time.Millisecond, ClientOptions: emu.ClientOptions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.run.Close() })
+
+	w.srv = pstest.NewServer()
+	t.Cleanup(func() { w.srv.Close() })
+	conn, err := grpc.NewClient(w.srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsub.NewClient(ctx, project, option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{events.TopicBackup, events.TopicRollback, events.TopicRelease, events.TopicEvents} {
+		if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + project + "/topics/" + topic}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bus := publish.NewWithClient(ps)
+	t.Cleanup(func() { bus.Close() })
+
+	pol, err := policy.Parse([]byte("services:\n  - {name: web, project: " + project + ", region: " + region + ", images: [" + w.repo + "], windows: {deny: []}, backup: {required: false}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.env = &release.Env{
+		Policy: pol, Bus: bus, Images: registry.New(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		CloudRun: func(context.Context, string, string) (release.CloudRun, error) { return w.run, nil },
+	}
+	return w
+}
+
+// pushImage pushes a random image to repo and returns it by digest.
+func pushImage(t *testing.T, repo string) string {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(repo + ":v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo + "@" + d.String()
+}
+
+func (w *world) state(t *testing.T) rollout.State {
+	t.Helper()
+	svc, err := w.run.Read(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.State
+}
+
+// published lists the types of the commands published (events aside).
+func (w *world) published() []string {
+	var out []string
+	for _, m := range w.srv.Messages() {
+		if typ := m.Attributes[events.AttrType]; strings.HasPrefix(typ, "dev.coalmine.command.") {
+			out = append(out, typ)
+		}
+	}
+	return out
 }
 
 func releaseOf(image string) events.Command {
@@ -94,72 +172,79 @@ func releaseOf(image string) events.Command {
 }
 
 func TestReleaseOfAnImageNotInTheRegistryIsRefused(t *testing.T) {
-	reg := &images{in: map[string]bool{pushed: true}}
-	env, run, b := newEnv(t, rollout.State{}, reg)
-	if err := env.Release(context.Background(), releaseOf(missing), time.Now()); err != nil {
+	w := newWorld(t, "")
+	missing := w.repo + zeroDigest
+	if err := w.env.Release(context.Background(), releaseOf(missing), time.Now()); err != nil {
 		t.Fatalf("Release of an image not in the registry = %v, want nil (acknowledged)", err)
 	}
-	if got, want := strings.Join(reg.checked, " "), missing; got != want {
-		t.Errorf("images checked: %q, want %q", got, want)
-	}
-	if len(run.writes) != 0 || len(b.commands) != 0 {
-		t.Errorf("refused release wrote %d states and published %v, want nothing", len(run.writes), b.commands)
+	if st := w.state(t); st.Generation != 0 || len(w.published()) != 0 {
+		t.Errorf("refused release: state generation %d, published %v; want nothing", st.Generation, w.published())
 	}
 
 	// The image in the registry is claimed.
-	if err := env.Release(context.Background(), releaseOf(pushed), time.Now()); err != nil {
+	if err := w.env.Release(context.Background(), releaseOf(w.pushed), time.Now()); err != nil {
 		t.Fatalf("Release = %v", err)
 	}
-	if len(run.writes) != 1 || run.writes[0].Rollout == nil || run.writes[0].Rollout.Image != pushed {
-		t.Fatalf("release of an image in the registry wrote %+v, want its claim", run.writes)
+	st := w.state(t)
+	if st.Rollout == nil || st.Rollout.Image != w.pushed {
+		t.Fatalf("release of an image in the registry: state %+v, want its claim", st.Rollout)
 	}
-	if len(b.commands) != 1 || b.commands[0].Type != events.CommandBackup {
-		t.Errorf("published %v, want the backup command", b.commands)
+	if got := w.published(); len(got) != 1 || got[0] != string(events.CommandBackup) {
+		t.Errorf("published %v, want the backup command", got)
 	}
 }
 
 func TestReleaseWhenTheRegistryCannotBeReachedIsRetried(t *testing.T) {
-	down := errors.New("dial tcp: connection refused")
-	env, run, b := newEnv(t, rollout.State{}, &images{err: down})
-	err := env.Release(context.Background(), releaseOf(pushed), time.Now())
-	if !errors.Is(err, down) {
-		t.Fatalf("Release with the registry down = %v, want an error wrapping %v (delivered again)", err, down)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if run.reads != 0 || len(run.writes) != 0 || len(b.commands) != 0 {
-		t.Errorf("Release with the registry down read %d times, wrote %d states, published %v; want nothing", run.reads, len(run.writes), b.commands)
+	host := ln.Addr().String()
+	ln.Close() // nothing answers there now
+	w := newWorld(t, host)
+	err = w.env.Release(context.Background(), releaseOf(w.repo+zeroDigest), time.Now())
+	if err == nil {
+		t.Fatal("Release with the registry down = nil, want an error (delivered again)")
+	}
+	if st := w.state(t); st.Generation != 0 || len(w.published()) != 0 {
+		t.Errorf("Release with the registry down: state generation %d, published %v; want nothing", st.Generation, w.published())
 	}
 }
 
 // A push queued behind a rollout whose image left the registry since is
 // dropped when its release comes, not released again by every tick.
 func TestQueuedPushNoLongerInTheRegistryIsDropped(t *testing.T) {
+	w := newWorld(t, "")
+	ctx := context.Background()
 	now := time.Now()
-	cfg := rollout.DefaultConfig()
-	claim := rollout.Command{Kind: rollout.Claim, Service: "web", Image: pushed, Digest: digestOf(pushed), PublishTime: now.Add(-time.Minute),
-		Stages: []int{10, 100}, Stable: "web-00001", WindowOpen: true, Actor: "test"}
-	res := rollout.Apply(rollout.State{}, claim, now, cfg)
-	queue := claim
-	queue.Image, queue.Digest, queue.PublishTime = missing, digestOf(missing), now
-	res = rollout.Apply(res.State, queue, now, cfg)
-	if res.State.Pending == nil {
-		t.Fatalf("set-up: %s not queued: %s %s", missing, res.Outcome, res.Reason)
+	if err := w.env.Release(ctx, releaseOf(w.pushed), now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
 	}
-	env, run, b := newEnv(t, res.State, &images{in: map[string]bool{pushed: true}})
-	c := releaseOf(missing)
+	// A second image is pushed to the registry (so the push is queued),
+	// then leaves it.
+	gone := w.repo + zeroDigest
+	svc, err := w.run.Read(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rollout.Apply(svc.State, rollout.Command{Kind: rollout.Claim, Service: "web", Image: gone, Digest: zeroDigest[1:], PublishTime: now,
+		Stages: []int{10, 100}, Stable: svc.Serving, WindowOpen: true, Actor: "test"}, now, rollout.Config{})
+	if res.State.Pending == nil {
+		t.Fatalf("set-up: not queued: %s %s", res.Outcome, res.Reason)
+	}
+	if _, err := w.run.SetTraffic(ctx, svc, res.State); err != nil {
+		t.Fatal(err)
+	}
+	c := releaseOf(gone)
 	c.Pushed = now
-	if err := env.Release(context.Background(), c, now); err != nil {
+	if err := w.env.Release(ctx, c, now); err != nil {
 		t.Fatalf("Release = %v, want nil", err)
 	}
-	if len(run.writes) != 1 || run.writes[0].Pending != nil {
-		t.Fatalf("writes %+v, want one that drops the queued push", run.writes)
+	st := w.state(t)
+	if st.Pending != nil {
+		t.Fatalf("queued push still there: %+v", st.Pending)
 	}
-	h := run.writes[0].History
-	if last := h[len(h)-1]; last.Kind != rollout.Dequeue || !strings.Contains(last.Reason, "not in the registry") {
+	if last := st.History[len(st.History)-1]; last.Kind != rollout.Dequeue || !strings.Contains(last.Reason, "not in the registry") {
 		t.Errorf("last history entry %+v, want the dequeue saying why", last)
 	}
-	if len(b.commands) != 0 {
-		t.Errorf("published %v, want nothing", b.commands)
-	}
 }
-
-func digestOf(image string) string { return image[strings.IndexByte(image, '@')+1:] }
