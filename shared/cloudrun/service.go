@@ -118,6 +118,22 @@ func (s *Service) ChangedOutside() string {
 	if len(want) == 0 {
 		return ""
 	}
+	got := s.configured()
+	if maps.Equal(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("its traffic is %s, not the %s coalmine wrote", splitText(got), splitText(want))
+}
+
+// configured is the traffic the service is configured with, by revision,
+// for the shares above 0%. A LATEST target counts as the latest ready
+// revision when that is also the latest created (nothing new is coming);
+// otherwise as "LATEST", which no split of coalmine's matches.
+func (s *Service) configured() map[string]int {
+	latest := "LATEST"
+	if s.LatestReady != "" && s.LatestReady == s.LatestCreated {
+		latest = s.LatestReady
+	}
 	got := map[string]int{}
 	for _, t := range s.raw.GetTraffic() {
 		if t.GetPercent() == 0 {
@@ -125,20 +141,21 @@ func (s *Service) ChangedOutside() string {
 		}
 		rev := shortName(t.GetRevision())
 		if t.GetType() == runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST || rev == "" {
-			rev = "LATEST"
-			if s.LatestReady != "" {
-				rev = "LATEST (" + s.LatestReady + ")"
-			}
+			rev = latest
 		}
 		got[rev] += int(t.GetPercent())
 	}
 	if len(s.raw.GetTraffic()) == 0 {
-		got["LATEST"] = 100 // Cloud Run's default for a service without traffic targets
+		got[latest] = 100 // Cloud Run's default for a service without traffic targets
 	}
-	if maps.Equal(got, want) {
-		return ""
-	}
-	return fmt.Sprintf("its traffic is %s, not the %s coalmine wrote", splitText(got), splitText(want))
+	return got
+}
+
+// ConfiguredPercent is the share of traffic the service is configured to
+// give revision (its traffic targets, which Cloud Run may still be
+// applying).
+func (s *Service) ConfiguredPercent(revision string) int {
+	return s.configured()[revision]
 }
 
 func splitText(m map[string]int) string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
@@ -111,24 +112,27 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, req claimRequest) 
 	image, digest := req.image, req.digest
 	s, err := e.open(ctx, events.FunctionBackup, pol.Name, Point{Kind: rollout.Claim})
 	if err != nil {
+		e.refuse(ctx, req.ask, err)
 		return err
 	}
 	s.asker = req.ask
 	defer func() { s.answer(ctx, err) }()
 	now := e.now()
+	if r := s.svc.State.Rollout; !r.Active() && s.svc.Reconciling {
+		// The revision serving 100% is about to change (an outside deploy
+		// in progress, say): claiming against the one serving now would
+		// pin the traffic back on it.
+		return fmt.Errorf("claim %s: Cloud Run is still applying a change to the service; the claim is delivered again", pol.Name)
+	}
 	c := rollout.Command{
 		Kind: rollout.Claim, Service: pol.Name, Image: image, Digest: digest, PublishTime: req.published,
 		Retry: req.retry, Stages: pol.StagePercents(), Stable: s.svc.Serving, WindowOpen: pol.Windows.Allows(now),
-		Actor: req.actor, Reason: req.reason,
+		OverrideWindow: req.override, Actor: req.actor, Reason: req.reason,
 	}
 	if c.StableDigest, err = s.servingDigest(ctx); err != nil {
 		return err
 	}
-	switch {
-	case !c.WindowOpen && req.override:
-		c.WindowOpen = true
-		c.Reason = "deploy window overridden: " + req.reason
-	case !c.WindowOpen:
+	if !c.WindowOpen && !c.OverrideWindow {
 		c.Reason = "waiting for a deploy window"
 		if next := pol.Windows.NextAllowed(now); !next.IsZero() {
 			c.Reason = "waiting for the deploy window, which opens " + windowOpens(next, pol.Windows.Timezone)
@@ -136,6 +140,11 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, req claimRequest) 
 	}
 	res := s.apply(c)
 	s.verdict = &res
+	if r := s.svc.State.Rollout; res.Outcome == rollout.Duplicate && req.override && r.Phase == rollout.Waiting && r.Digest == digest {
+		// An operator's release with an override of the rollout that waits
+		// for its window: start it now, as resume --override-window does.
+		return s.beginNow(ctx, req)
+	}
 	queued := s.svc.State.Pending != nil && s.svc.State.Pending.Digest == digest
 	switch res.Outcome {
 	case rollout.Applied:
@@ -169,6 +178,21 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, req claimRequest) 
 		}
 	}
 	return nil // stale, rejected: logged by apply
+}
+
+// beginNow starts the waiting rollout now, overriding the deploy window.
+func (s *step) beginNow(ctx context.Context, req claimRequest) error {
+	r := s.svc.State.Rollout
+	c := rollout.Command{Kind: rollout.Resume, Rollout: r.ID, Generation: s.svc.State.Generation, OverrideWindow: true, Reason: req.reason, Actor: req.actor}
+	res := s.apply(c)
+	s.verdict = &res
+	if res.Outcome != rollout.Applied {
+		return nil
+	}
+	if err := s.write(ctx, c, res.State); err != nil {
+		return err
+	}
+	return s.publish(ctx, events.CommandBackup, 0, "")
 }
 
 // supersede publishes the rollback (reason superseded) of the rollout a
@@ -215,7 +239,10 @@ func (s *step) servingDigest(ctx context.Context) (string, error) {
 	}
 	rev, err := s.crun.Revision(ctx, s.svc.Name, s.svc.Serving)
 	if err != nil {
-		return "", classify(err)
+		if cloudrun.Transient(err) {
+			return "", err
+		}
+		return "", nil // not known: the claim goes on without the check
 	}
 	ref, err := events.ParseImageRef(rev.Image)
 	if err != nil {

@@ -25,11 +25,15 @@ func asking(c events.Command) *events.Command {
 // of its main decision and the error the step ends with; at most once per
 // step, and not at all when the command will be delivered again.
 func (s *step) answer(ctx context.Context, err error) {
-	if s.asker == nil || s.answered || s.verdict == nil {
+	if s.asker == nil || s.answered {
 		return
 	}
 	var outcome, reason string
 	switch {
+	case s.verdict == nil && errors.Is(err, errPermanent):
+		outcome, reason = events.OutcomeRefused, rootCause(err)
+	case s.verdict == nil:
+		return // undecided: delivered again, or nothing to say
 	case err != nil && errors.Is(err, errPermanent):
 		outcome, reason = events.OutcomeRefused, rootCause(err)
 	case err != nil && !errors.Is(err, errMovedOn):
@@ -53,6 +57,15 @@ func (s *step) answer(ctx context.Context, err error) {
 	}
 	s.answered = true
 	s.e.reply(ctx, *s.asker, outcome, reason, s.svc.State)
+}
+
+// refuse answers command c (nil: nobody waits) that failed before a step
+// could decide, when the failure is permanent (it is not delivered again).
+func (e *Env) refuse(ctx context.Context, c *events.Command, err error) {
+	if c == nil || !errors.Is(err, errPermanent) {
+		return
+	}
+	e.reply(ctx, *c, events.OutcomeRefused, rootCause(err), rollout.State{})
 }
 
 // reply publishes the outcome of command c; st is the state after it.

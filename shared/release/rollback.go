@@ -40,8 +40,19 @@ func hookTimeout(h *policy.Hook) time.Duration {
 }
 
 func (e *Env) rollback(ctx context.Context, c events.Command) (err error) {
-	s, err := e.open(ctx, events.FunctionRollback, c.Service, Point{Rollout: c.Rollout, Kind: rollout.Rollback})
+	// An operator's abort rolls back a service changed outside coalmine as
+	// long as the canary still takes traffic there: they asked for the
+	// canary to go (traffic and template back to the stable revision). Any
+	// other rollback (superseded, the watchdog's), or one whose canary the
+	// outside change already took out, stops such a rollout and leaves the
+	// traffic as it is.
+	operatorAbort := func(svc *cloudrun.Service) bool {
+		r := svc.State.Rollout
+		return strings.HasPrefix(c.Actor, "operator:") && r != nil && r.Canary != "" && svc.ConfiguredPercent(r.Canary) > 0
+	}
+	s, err := e.openStep(ctx, events.FunctionRollback, c.Service, Point{Rollout: c.Rollout, Kind: rollout.Rollback}, operatorAbort)
 	if err != nil {
+		e.refuse(ctx, asking(c), err)
 		return err
 	}
 	s.asker = asking(c)
@@ -69,6 +80,7 @@ func (e *Env) rollback(ctx context.Context, c events.Command) (err error) {
 		// the post-rollback steps follow.
 		s.answer(ctx, nil)
 	case rollout.Duplicate:
+		s.answer(ctx, nil) // before the post-rollback steps, which may take minutes
 	case rollout.Retry:
 		return errors.New("rollback: " + res.Reason)
 	default:

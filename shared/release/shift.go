@@ -33,6 +33,7 @@ func (e *Env) shift(ctx context.Context, c events.Command) (err error) {
 	}
 	s, err := e.open(ctx, events.FunctionShift, c.Service, Point{Rollout: c.Rollout, Kind: kind, Stage: c.Stage})
 	if err != nil {
+		e.refuse(ctx, asking(c), err)
 		return err
 	}
 	s.asker = asking(c)
@@ -56,6 +57,11 @@ func (e *Env) shift(ctx context.Context, c events.Command) (err error) {
 		}
 		return nil
 	case rollout.Duplicate:
+		if kind == rollout.Resume {
+			// A waiting rollout resumed with an override has begun: its
+			// backup command may not have been published yet.
+			return s.republishNext(ctx)
+		}
 		// Already done, as far as the state says: make sure Cloud Run
 		// serves it (a write stored but not served, whose state could not
 		// be put back, must not pass as done in silence).

@@ -37,8 +37,15 @@ func permanent(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errPermanent, fmt.Sprintf(format, args...))
 }
 
-// open finds the service's policy and Cloud Run client and reads it.
+// open finds the service's policy and Cloud Run client and reads it; a
+// rollout whose service was changed outside coalmine is stopped first.
 func (e *Env) open(ctx context.Context, fn, service string, p Point) (*step, error) {
+	return e.openStep(ctx, fn, service, p, nil)
+}
+
+// openStep is open; when keep is set and says so for the service as read,
+// a change made outside coalmine does not stop the rollout.
+func (e *Env) openStep(ctx context.Context, fn, service string, p Point, keep func(*cloudrun.Service) bool) (*step, error) {
 	pol, err := e.Policy.Service(service)
 	if err != nil {
 		return nil, permanent("service %q is not in the policy", service)
@@ -56,6 +63,9 @@ func (e *Env) open(ctx context.Context, fn, service string, p Point) (*step, err
 		return nil, classify(err)
 	}
 	s := &step{e: e, fn: fn, pol: pol, crun: crun, svc: svc}
+	if keep != nil && keep(svc) {
+		return s, nil
+	}
 	if err := s.stopIfChangedOutside(ctx); err != nil {
 		return nil, err
 	}
@@ -312,6 +322,9 @@ func (s *step) publishRelease(ctx context.Context, p *rollout.Pending) error {
 		Type: events.CommandRelease, Service: s.svc.Name, Generation: s.svc.State.Generation, Step: events.StepRelease,
 		Image: p.Image, Retry: p.Retry, Pushed: p.PublishTime, Actor: p.Actor,
 		Reason: fmt.Sprintf("queued behind rollout %s", s.svc.State.Rollout.ID),
+	}
+	if p.OverrideWindow && p.Reason != "" {
+		c.OverrideWindow, c.Reason = true, p.Reason
 	}
 	if c.Actor == "" {
 		c.Actor = s.fn

@@ -78,8 +78,9 @@ type Command struct {
 	// Manual marks an operator's decision: a manual Shift may move a paused
 	// rollout forward.
 	Manual bool
-	// OverrideWindow: an operator starts a waiting rollout now, outside
-	// the deploy windows (a Resume); Reason says why.
+	// OverrideWindow: an operator starts a rollout now, outside the
+	// deploy windows (a Claim, or a Resume of a waiting rollout); Reason
+	// says why.
 	OverrideWindow bool
 	Reason         string
 	Actor          string

@@ -326,7 +326,9 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 		}
 	}
 	r := s.Rollout
-	if c.StableDigest != "" && c.StableDigest == c.Digest {
+	if c.StableDigest != "" && c.StableDigest == c.Digest && !r.Active() {
+		// (While another rollout is in progress, a push of the stable image
+		// supersedes it like any newer push: it is how a team cancels one.)
 		return stale(s, fmt.Sprintf("already serving: %s runs %s and serves 100%% of the traffic", c.Stable, c.Digest))
 	}
 	attempt := 1
@@ -339,9 +341,12 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 			return stale(s, fmt.Sprintf("digest already released by rollout %s", r.ID))
 		case c.Retry:
 		case r.Phase == Superseded && c.PublishTime.After(r.PublishTime):
+		case r.Phase == Stopped && c.PublishTime.After(r.PublishTime):
+			// Stopped for an outside change, not for the image: a newer
+			// push or release of it starts again; the push that claimed it,
+			// delivered again, does not undo the operator's change.
 		case r.Phase == Stopped:
-			// Stopped for an outside change, not for the image: it may be
-			// released again.
+			return stale(s, fmt.Sprintf("rollout %s of this push was stopped: %s", r.ID, r.Reason))
 		case r.Phase == Superseded:
 			return stale(s, fmt.Sprintf("push of %s was superseded by a newer image", c.Digest))
 		default:
@@ -390,7 +395,10 @@ func claim(s State, c Command, now time.Time, cfg Config) Result {
 	n.Service = c.Service
 	n.Stable = stable
 	phase := BackingUp
-	if !c.WindowOpen {
+	switch {
+	case !c.WindowOpen && c.OverrideWindow:
+		c.Reason = "deploy window overridden: " + c.Reason
+	case !c.WindowOpen:
 		phase = Waiting
 	}
 	id := ID(c.Service, c.Digest)
@@ -423,6 +431,9 @@ func queue(s State, c Command, now time.Time, cfg Config) Result {
 		why += fmt.Sprintf("; it replaces the queued %s", p.Digest)
 	}
 	n.Pending = &Pending{Image: c.Image, Digest: c.Digest, PublishTime: c.PublishTime, Retry: c.Retry, Actor: c.Actor, Queued: now}
+	if c.OverrideWindow {
+		n.Pending.OverrideWindow, n.Pending.Reason = true, Clip(c.Reason, MaxEntryReason)
+	}
 	addEntry(&n, Entry{Rollout: r.ID, Generation: n.Generation, At: now, Kind: Queue, Phase: r.Phase, Stage: r.Stage, Reason: why, Actor: c.Actor}, cfg)
 	return Result{Outcome: Supersede, State: n, Reason: why}
 }
@@ -642,6 +653,10 @@ func resume(s State, c Command, now time.Time, cfg Config) Result {
 		c.Reason = "deploy window overridden: " + c.Reason
 		return next(s, c, now, cfg, BackingUp, 0)
 	case BackingUp, Deploying:
+		if c.OverrideWindow {
+			// Delivered again, or the window opened first: it has begun.
+			return already(s, "the rollout has begun: "+string(r.Phase))
+		}
 		return reject(s, "nothing to resume: rollout "+string(r.Phase))
 	case RollingBack:
 		return stale(s, "rolling back")

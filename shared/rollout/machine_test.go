@@ -187,7 +187,7 @@ var table = map[fixture]map[Kind]want{
 		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
 	},
 	fixture(Stopped): {
-		Claim: {Applied, BackingUp}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
+		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
@@ -575,5 +575,45 @@ func TestStopLeavesTheSplitToTheOperator(t *testing.T) {
 	res = Apply(st, again, t0.Add(time.Minute), Config{})
 	if res.Outcome != Applied || res.State.Rollout.Attempt != 2 || res.State.Stable != "web-other" {
 		t.Errorf("claim after stop: %v %s attempt %d stable %q", res.Outcome, res.Reason, res.State.Rollout.Attempt, res.State.Stable)
+	}
+}
+
+// TestClaimOfTheServingDigest: a push of the digest the stable revision
+// runs is ignored when nothing is in progress, and supersedes a rollout in
+// progress like any newer push (how a team cancels one).
+func TestClaimOfTheServingDigest(t *testing.T) {
+	done := stateAt(t, fixture(Promoted))
+	c := Command{Kind: Claim, Service: "web", Image: imageB, Digest: digestB, PublishTime: t0, Stages: stages,
+		Stable: "web-canary", StableDigest: digestB, WindowOpen: true}
+	if res := Apply(done, c, t0, Config{}); res.Outcome != Stale || !strings.Contains(res.Reason, "already serving") {
+		t.Errorf("claim of the serving digest: %v %q, want stale, already serving", res.Outcome, res.Reason)
+	}
+	live := stateAt(t, fixture(Progressing))
+	c.Stable, c.StableDigest = "", digestB
+	if res := Apply(live, c, t0, Config{}); res.Outcome != Supersede {
+		t.Errorf("claim of the stable digest during a rollout: %v %q, want supersede", res.Outcome, res.Reason)
+	}
+}
+
+// TestOverrideWindow: a claim with an override begins at once and says why;
+// a queued one keeps its override for its release; a resume with an
+// override delivered again after the rollout began is a duplicate.
+func TestOverrideWindow(t *testing.T) {
+	c := Command{Kind: Claim, Service: "web", Image: imageA, Digest: digestA, PublishTime: t0, Stages: stages,
+		Stable: "web-stable", OverrideWindow: true, Reason: "hotfix", Actor: "operator:bob"}
+	res := Apply(State{}, c, t0, Config{})
+	if res.Outcome != Applied || res.State.Rollout.Phase != BackingUp || res.State.History[0].Reason != "deploy window overridden: hotfix" {
+		t.Errorf("claim with override: %v %s %+v", res.Outcome, res.Reason, res.State.History)
+	}
+	q := c
+	q.Image, q.Digest, q.PublishTime = imageB, digestB, t0.Add(time.Minute)
+	res = Apply(res.State, q, t0.Add(time.Minute), Config{})
+	if p := res.State.Pending; res.Outcome != Supersede || p == nil || !p.OverrideWindow || p.Reason != "hotfix" {
+		t.Errorf("queued claim with override: %v, pending %+v", res.Outcome, res.State.Pending)
+	}
+	begun := stateAt(t, fixture(BackingUp))
+	resume := Command{Kind: Resume, Rollout: begun.Rollout.ID, Generation: begun.Generation, OverrideWindow: true, Reason: "hotfix"}
+	if res := Apply(begun, resume, t0, Config{}); res.Outcome != Duplicate {
+		t.Errorf("resume with override of a rollout that began: %v %q, want duplicate", res.Outcome, res.Reason)
 	}
 }

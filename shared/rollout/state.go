@@ -57,6 +57,10 @@ type Pending struct {
 	PublishTime time.Time `json:"published"`
 	Retry       bool      `json:"retry,omitempty"`
 	Actor       string    `json:"actor,omitempty"`
+	// OverrideWindow and Reason: an operator's release that overrides the
+	// deploy windows, and why; its release, when it comes, does too.
+	OverrideWindow bool   `json:"overrideWindow,omitempty"`
+	Reason         string `json:"reason,omitempty"`
 	// Queued is when it was queued.
 	Queued time.Time `json:"queued"`
 }

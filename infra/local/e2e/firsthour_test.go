@@ -214,25 +214,36 @@ func TestOverrideWindow(t *testing.T) {
 		t.Errorf("no history entry records the override with who and why: %+v", v.state.History)
 	}
 
+	// release --override-window of the image a rollout waits with starts it.
 	h.cli("abort", service)
 	h.waitPhase(rollout.RolledBack, 1)
 	img := h.push(repo + ":v3")
 	h.waitPhase(rollout.Waiting, 0)
+	out = h.cli("release", service, img, "--override-window", "--reason", "second hotfix")
+	if !strings.Contains(out, "applied") {
+		t.Errorf("release --override-window of the waiting image said %q, want applied", out)
+	}
+	v = h.waitPhase(rollout.Progressing, 1)
+	if e := historyOf(v.state, v.state.Rollout.ID)[1]; e.Kind != rollout.Resume || !strings.Contains(e.Reason, "deploy window overridden: second hotfix") {
+		t.Errorf("history %+v, want the override recorded after the claim", historyOf(v.state, v.state.Rollout.ID))
+	}
+
+	// release --override-window of another image claims and starts at once.
 	h.cli("abort", service)
-	h.waitPhase(rollout.RolledBack, 0)
-	out = h.cli("release", service, img, "--force", "--override-window", "--reason", "second hotfix")
+	h.waitPhase(rollout.RolledBack, 1)
+	out = h.cli("release", service, img, "--force", "--override-window", "--reason", "third try")
 	if !strings.Contains(out, "applied") {
 		t.Errorf("release --override-window said %q, want applied", out)
 	}
 	v = h.waitPhase(rollout.Progressing, 1)
-	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Kind != rollout.Claim || !strings.Contains(e.Reason, "deploy window overridden: second hotfix") {
+	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Kind != rollout.Claim || !strings.Contains(e.Reason, "deploy window overridden: third try") {
 		t.Errorf("claim entry %+v, want the override recorded", e)
 	}
 
 	// push --override-window releases the pushed image at once.
 	h.cli("abort", service)
 	h.waitPhase(rollout.RolledBack, 1)
-	out = h.cli("push", repo+":v5", "--override-window", "--reason", "third hotfix")
+	out = h.cli("push", repo+":v5", "--override-window", "--reason", "fourth hotfix")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) < 2 || !strings.Contains(lines[1], "applied") {
 		t.Fatalf("push --override-window said %q, want the image, then applied", out)
@@ -241,7 +252,7 @@ func TestOverrideWindow(t *testing.T) {
 	if v.state.Rollout.Image != lines[0] {
 		t.Errorf("rollout of %s, want the pushed %s", v.state.Rollout.Image, lines[0])
 	}
-	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Actor != "operator:bob@example.com" || !strings.Contains(e.Reason, "deploy window overridden: third hotfix") {
+	if e := historyOf(v.state, v.state.Rollout.ID)[0]; e.Actor != "operator:bob@example.com" || !strings.Contains(e.Reason, "deploy window overridden: fourth hotfix") {
 		t.Errorf("claim entry %+v, want who and why", e)
 	}
 }

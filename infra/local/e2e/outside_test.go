@@ -156,3 +156,51 @@ func (h *harness) tick() {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAbortAfterAnOutsideTrafficChange: an operator's abort still rolls
+// back while the canary takes traffic (they moved traffic by hand, then
+// asked for the canary to go); once an outside deploy took the canary out,
+// the abort stops the rollout instead and leaves the traffic alone.
+func TestAbortAfterAnOutsideTrafficChange(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
+		h := start(t, backend, options{})
+		h.push(repo + ":v2")
+		v := h.waitPhase(rollout.Progressing, 1)
+		stable, canary := v.state.Stable, v.state.Rollout.Canary
+		h.setTraffic(map[string]int32{stable: 50, canary: 50})
+		h.cli("abort", service)
+		v = h.waitPhase(rollout.RolledBack, 1)
+		if v.percent[stable] != 100 {
+			t.Errorf("after the abort: traffic %v, want %s at 100%%", v.percent, stable)
+		}
+
+		h.push(repo + ":v3")
+		h.waitPhase(rollout.Progressing, 1)
+		rev := h.deployOutside()
+		out, err := h.tryCLI("abort", service)
+		if err == nil || !strings.Contains(err.Error(), release.ReasonOutside) {
+			t.Errorf("abort after an outside deploy: %q, %v; want it to say the %s", out, err, release.ReasonOutside)
+		}
+		v = h.waitFor("stopped", func(v view) bool { return v.phase() == rollout.Stopped })
+		checkOperatorsTraffic(t, v, rev)
+	})
+}
+
+// setTraffic pins traffic to revisions with the official client, as
+// `gcloud run services update-traffic --to-revisions` does.
+func (h *harness) setTraffic(split map[string]int32) {
+	h.t.Helper()
+	ctx := context.Background()
+	upd := proto.Clone(h.service()).(*runpb.Service)
+	upd.Traffic = nil
+	for rev, p := range split {
+		upd.Traffic = append(upd.Traffic, &runpb.TrafficTarget{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, Revision: rev, Percent: p})
+	}
+	op, err := h.svcs.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: upd})
+	if err != nil {
+		h.t.Fatalf("update traffic: %v", err)
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		h.t.Fatalf("update traffic: %v", err)
+	}
+}

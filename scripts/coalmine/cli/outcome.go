@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -83,15 +84,22 @@ var errNoAnswer = errors.New("no answer")
 func (l *listener) wait(ctx context.Context, timeout time.Duration) (events.Lifecycle, error) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var got *events.Lifecycle
+	var (
+		mu  sync.Mutex // Receive runs callbacks concurrently
+		got *events.Lifecycle
+	)
 	err := l.client.Subscriber(l.name).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
 		e, err := events.DecodeLifecycle(m.Data)
-		if err != nil || e.Type != events.EventOutcome || e.Command != l.id || got != nil {
+		if err != nil || e.Type != events.EventOutcome || e.Command != l.id {
 			return
 		}
-		got = &e
-		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if got == nil {
+			got = &e
+			cancel()
+		}
 	})
 	if got != nil {
 		return *got, nil
