@@ -122,7 +122,11 @@ func (c *Client) StableTemplate(ctx context.Context, svc *Service) (json.RawMess
 		return nil, fmt.Errorf("service %s: %w", svc.Name, ErrNoStable)
 	}
 	var tmpl *runpb.RevisionTemplate
-	if svc.LatestCreated == stable {
+	// The service's template is the stable revision's own when that is the
+	// latest revision created and no newer one is on its way (a template
+	// changed while Cloud Run reconciles has not made its revision yet), and
+	// it names the stable revision or none.
+	if own := svc.Template().GetRevision(); svc.LatestCreated == stable && !svc.Reconciling && (own == "" || own == stable) {
 		tmpl = svc.Template()
 		tmpl.Revision = stable
 		tmpl.Annotations = withoutReserved(tmpl.Annotations)
