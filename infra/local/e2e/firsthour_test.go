@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,18 +12,6 @@ import (
 	"github.com/ai-square/coalmine/shared/release"
 	"github.com/ai-square/coalmine/shared/rollout"
 )
-
-// waitLogged waits until function logged a message containing text.
-func (h *harness) waitLogged(function, text string) {
-	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !h.logged(function, text) {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%s never logged %q", function, text)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestPushOfTheServingDigestIsIgnored: pushing the digest the stable
 // revision already runs (after a later rollout was rolled back) is
@@ -66,7 +52,8 @@ func TestPushOfTheServingDigestIsIgnored(t *testing.T) {
 // exit 0 while the function dropped it as stale); a promote says applied.
 func TestOperatorCommandsReportTheirOutcome(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
-		g := newRollbackGate()
+		g := newGate(func(p release.Point) bool { return p.Function == events.FunctionRollback })
+		g.arm()
 		h := start(t, backend, options{hooks: release.Hooks{BeforeRead: g.hook}})
 		h.push(repo + ":v2")
 		h.waitPhase(rollout.Progressing, 1)
@@ -98,34 +85,6 @@ func TestOperatorCommandsReportTheirOutcome(t *testing.T) {
 			t.Errorf("phase %s, want promoted", got)
 		}
 	})
-}
-
-// rollbackGate blocks the first delivery to the Rollback function before
-// it reads the service.
-type rollbackGate struct {
-	once             sync.Once
-	entered, release chan struct{}
-}
-
-func newRollbackGate() *rollbackGate {
-	return &rollbackGate{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (g *rollbackGate) hook(ctx context.Context, p release.Point) error {
-	if p.Function != events.FunctionRollback {
-		return nil
-	}
-	first := false
-	g.once.Do(func() { first = true })
-	if !first {
-		return nil
-	}
-	close(g.entered)
-	select {
-	case <-g.release:
-	case <-ctx.Done():
-	}
-	return nil
 }
 
 // TestReleaseOfAnOlderFailedDigest: a digest that failed before, and is not

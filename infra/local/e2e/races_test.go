@@ -14,23 +14,29 @@ import (
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
-// gate blocks the first promote (the Shift function applying a shift) at
-// one hook point until released.
+// gate blocks the first call of a hook that matches (once armed) until
+// released.
 type gate struct {
+	match   func(release.Point) bool
 	entered chan struct{}
 	release chan struct{}
 	armed   chan struct{} // one token: only the first matching call blocks
 }
 
-func newGate() *gate {
-	return &gate{entered: make(chan struct{}), release: make(chan struct{}), armed: make(chan struct{}, 1)}
+func newGate(match func(release.Point) bool) *gate {
+	return &gate{match: match, entered: make(chan struct{}), release: make(chan struct{}), armed: make(chan struct{}, 1)}
 }
 
-// arm lets the next shift block (the stage 1 shift came before arming).
+// promotes matches the Shift function applying a shift.
+func promotes(p release.Point) bool {
+	return p.Function == events.FunctionShift && p.Kind == rollout.Shift
+}
+
+// arm lets the next matching call block (calls before it pass).
 func (g *gate) arm() { g.armed <- struct{}{} }
 
 func (g *gate) hook(ctx context.Context, p release.Point) error {
-	if p.Function != events.FunctionShift || p.Kind != rollout.Shift {
+	if !g.match(p) {
 		return nil
 	}
 	select {
@@ -63,7 +69,7 @@ func TestAbortRacesPromote(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend pubsubemu.Backend) {
 		for _, pt := range points {
 			t.Run(pt.name, func(t *testing.T) {
-				g := newGate()
+				g := newGate(promotes)
 				h := start(t, backend, options{hooks: pt.hooks(g)})
 				h.push(repo + ":race")
 				v := h.waitPhase(rollout.Progressing, 1)
