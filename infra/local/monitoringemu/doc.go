@@ -1,0 +1,76 @@
+// Package monitoringemu is a local Cloud Monitoring API: a gRPC server for
+// google.monitoring.v3.MetricService that the official client
+// (cloud.google.com/go/monitoring/apiv3/v2) uses unchanged, fed by real traffic.
+//
+// The local Cloud Run emulator's front proxy calls RecordRequest for every request; the
+// server aggregates them into Cloud Run's own metrics on the cloud_run_revision resource
+// (run.googleapis.com/request_count, DELTA INT64, and run.googleapis.com/request_latencies,
+// DELTA DISTRIBUTION in ms, labelled response_code and response_code_class), one point per
+// series per sample period (60 s), interval (period start, period end]. RecordBackends
+// (fed by SamplePostgres, e.g. through SampleEvery) writes Cloud SQL's
+// cloudsql.googleapis.com/database/postgresql/num_backends (GAUGE INT64, cloudsql_database,
+// label database). CreateTimeSeries accepts custom metrics and, so that tests can inject
+// data, the built-in metrics above.
+//
+// # Timing
+//
+// By default the server keeps Google's timing, by its own clock (Options.Now): a point is
+// invisible until its ingestion delay has passed after its end time — Cloud Run 120–180 s
+// (a deterministic delay per series and period in that range, so the newest minute can
+// be partial, as at Google), Cloud SQL 165 s ("not visible for up to 165 seconds") — and
+// alignment periods below 60 s are INVALID_ARGUMENT. Fast mode (Options.Fast, reported
+// by Fast and in the start-up log) drops the delays and uses 1 s sample and minimum
+// alignment periods; no published figure may come from it.
+//
+// # ListTimeSeries
+//
+// Supported: name projects/P; a filter of clauses joined by AND with exactly one
+// metric.type = "…", and resource.type, resource.labels.KEY (or resource.label.KEY),
+// metric.labels.KEY (or metric.label.KEY) compared with =, != or = one_of("a", "b");
+// interval with end_time (start_time optional: a point query); aligners ALIGN_NONE,
+// ALIGN_DELTA, ALIGN_RATE, ALIGN_SUM, ALIGN_MEAN, ALIGN_MAX, ALIGN_MIN, ALIGN_COUNT,
+// ALIGN_PERCENTILE_50/95/99, ALIGN_NEXT_OLDER, validated against the metric kind and
+// value type as Google documents them; reducers REDUCE_NONE, REDUCE_SUM, REDUCE_MEAN,
+// REDUCE_MAX, REDUCE_MIN, REDUCE_COUNT, REDUCE_PERCENTILE_50/95/99 with group_by_fields
+// (resource.type, resource.labels.KEY, metric.labels.KEY; singular "label" too); views
+// FULL and HEADERS; page_size and page_token. Anything else — OR, NOT, parentheses,
+// implicit AND, other functions or operators, unknown fields, a second or missing
+// metric.type, secondary_aggregation, order_by, other aligners and reducers — is
+// INVALID_ARGUMENT naming the unsupported part, never a silently different answer.
+//
+// Alignment periods are anchored at the interval's end time and step back by the
+// alignment period until they cover the start time; each aligned point covers one
+// period (start = period start, end = period end for DELTA results; end only for GAUGE
+// results). Points come newest first; series are sorted by resource type and labels,
+// then metric labels. Reduced series keep only the grouped labels and the resource type.
+//
+// # Deliberate differences from Google
+//
+//   - The request_latencies bucket layout is not published for Cloud Run; the emulator
+//     uses the exponential layout Google's other latency metrics use (64 finite buckets,
+//     growth factor √2, scale 1 ms). bucket_counts are trimmed of trailing zeros, as
+//     Google does; readers must treat missing buckets as zero (this package does).
+//   - Cloud Run's route label ("Always empty.") is not emitted: a missing label reads as
+//     "" in filters and group-by, so `metric.labels.route = ""` still matches.
+//   - A raw point belongs to the alignment period that contains its end time (Google may
+//     prorate a DELTA point straddling a boundary), only points whose end time is in
+//     the query interval (start, end] are used, and periods without data have no point
+//     (Google interpolates some aligners across gaps). ALIGN_NEXT_OLDER looks back
+//     within the period only.
+//   - Percentiles of distributions are read from the merged buckets: the bucket holding
+//     the rank, interpolated linearly between its bounds (the underflow bucket of an
+//     exponential layout starts at 0; the overflow bucket yields its lower bound).
+//     Percentiles of numbers interpolate between the closest ranks. Distributions with
+//     different bucket layouts are not re-bucketed: merging them is INVALID_ARGUMENT.
+//   - CreateTimeSeries is atomic: one invalid series rejects the request (Google writes
+//     the valid ones and reports the rest). Points written to the built-in metrics get
+//     the metric's maximum ingestion delay; custom and workload points are visible at
+//     once. Descriptors are shared by all projects; an auto-created custom descriptor
+//     gains the labels of later writes.
+//   - Data is kept 25 hours (Retention). Only the configured metric and resource
+//     descriptors exist; CreateMetricDescriptor, DeleteMetricDescriptor and
+//     CreateServiceTimeSeries are UNIMPLEMENTED. ListMetricDescriptors supports the
+//     filters metric.type = "…" and metric.type = starts_with("…") and returns one page.
+//   - Points are sorted per series; a late RecordRequest for a period already visible
+//     changes that point (Cloud Run's points are final).
+package monitoringemu
