@@ -149,6 +149,10 @@ func parseQuery(req *monitoringpb.ListTimeSeriesRequest, minAlign time.Duration)
 		}
 	}
 	// Without a reducer group_by_fields are ignored, as documented by Google.
+	if q.start.Equal(q.end) && q.aligner != monitoringpb.Aggregation_ALIGN_NONE {
+		// A point query with an aligner covers one alignment period ending at end_time.
+		q.start = q.end.Add(-q.period)
+	}
 	return q, nil
 }
 
