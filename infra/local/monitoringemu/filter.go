@@ -118,13 +118,16 @@ func tokenize(s string) ([]token, error) {
 	return toks, nil
 }
 
-// parseFilter parses a filter; allowStartsWith permits metric.type = starts_with("…")
-// (ListMetricDescriptors), otherwise exactly one metric.type = "…" is required
-// (ListTimeSeries).
+// parseFilter parses a filter. For timeSeries (ListTimeSeries) exactly one
+// metric.type = "…" is required; otherwise (descriptor lists) metric.type is optional and
+// may be metric.type = starts_with("…").
 func parseFilter(s string, timeSeries bool) (metricType string, clauses []clause, err error) {
 	toks, err := tokenize(s)
 	if err != nil {
 		return "", nil, err
+	}
+	if len(toks) == 0 {
+		return "", nil, fmt.Errorf("empty filter: it must specify exactly one metric.type = \"…\"")
 	}
 	p := &filterParser{toks: toks}
 	for {
