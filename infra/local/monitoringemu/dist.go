@@ -35,23 +35,21 @@ var runLatencyOptions = &distribution.Distribution_BucketOptions{
 	},
 }
 
+// runBounds are the lower bounds of request_latencies buckets 1..N+1, computed as
+// readers compute them from bucket_options (scale * growth_factor^(i-1)).
+var runBounds = func() []float64 {
+	b := make([]float64, RunLatencyBuckets+1)
+	for i := range b {
+		b[i] = RunLatencyScale * math.Pow(RunLatencyGrowthFactor, float64(i))
+	}
+	return b
+}()
+
 // runBucketOf is the index of the request_latencies bucket that holds ms: 0 is the
 // underflow bucket (< scale), 1..N the finite buckets, N+1 the overflow bucket.
 func runBucketOf(ms float64) int {
-	if !(ms >= RunLatencyScale) {
-		return 0
-	}
-	i := int(math.Floor(math.Log(ms/RunLatencyScale)/math.Log(RunLatencyGrowthFactor))) + 1
-	// Guard against rounding at the boundaries: bucket i covers [scale*g^(i-1), scale*g^i).
-	if i > 1 && ms < RunLatencyScale*math.Pow(RunLatencyGrowthFactor, float64(i-1)) {
-		i--
-	} else if i <= RunLatencyBuckets && ms >= RunLatencyScale*math.Pow(RunLatencyGrowthFactor, float64(i)) {
-		i++
-	}
-	if i > RunLatencyBuckets+1 {
-		i = RunLatencyBuckets + 1
-	}
-	return i
+	// The number of lower bounds <= ms.
+	return sort.Search(len(runBounds), func(i int) bool { return runBounds[i] > ms })
 }
 
 // dist is a distribution value: count, mean and sum of squared deviation (Welford), and
