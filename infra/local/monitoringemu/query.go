@@ -194,6 +194,9 @@ func alignedType(a monitoringpb.Aggregation_Aligner, k metric.MetricDescriptor_M
 		if !(delta || cum) || !(isNumeric(t) || distr) {
 			return 0, 0, bad()
 		}
+		if cum && distr {
+			return 0, 0, invalid("aggregation.per_series_aligner ALIGN_DELTA on a CUMULATIVE DISTRIBUTION metric is not supported by this emulator")
+		}
 		return metric.MetricDescriptor_DELTA, t, nil
 	case monitoringpb.Aggregation_ALIGN_RATE:
 		if !(delta || cum) || !isNumeric(t) {
@@ -311,20 +314,11 @@ type outSeries struct {
 	points       []outPoint // newest first
 }
 
-// periods returns the alignment periods of q, newest first, as (start, end]: they are
-// anchored at the interval's end time and step back by the alignment period until they
-// cover the interval's start (at least one period, also for a point query).
-func (q *timeSeriesQuery) periods() [][2]time.Time {
-	n := 1
-	if d := q.end.Sub(q.start); d > 0 {
-		n = int((d + q.period - 1) / q.period)
-	}
-	out := make([][2]time.Time, n)
-	for k := range n {
-		e := q.end.Add(-time.Duration(k) * q.period)
-		out[k] = [2]time.Time{e.Add(-q.period), e}
-	}
-	return out
+// periodOf is the index k of the alignment period holding a point that ends at t <= end:
+// periods are anchored at the interval's end time and step back by the alignment
+// period, period k being (end-(k+1)·P, end-k·P].
+func (q *timeSeriesQuery) periodOf(t time.Time) int {
+	return int(q.end.Sub(t) / q.period)
 }
 
 // inInterval reports whether a point ending at t is in the query interval (start, end];
@@ -375,17 +369,31 @@ func (q *timeSeriesQuery) run(desc *metric.MetricDescriptor, raws []*rawSeries) 
 				}
 			}
 		} else {
-			for _, pr := range q.periods() {
-				p, ok, err := q.align(rs, pr[0], pr[1], kind, vtype)
+			// Only periods with data yield a point: group the points by period (points are
+			// oldest first, so each group is too, and the newest period has the lowest k).
+			var ks []int
+			byK := map[int][]rawPoint{}
+			for _, p := range rs.points {
+				if !q.inInterval(p.end) {
+					continue
+				}
+				k := q.periodOf(p.end)
+				if _, ok := byK[k]; !ok {
+					ks = append(ks, k)
+				}
+				byK[k] = append(byK[k], p)
+			}
+			sort.Ints(ks)
+			for _, k := range ks {
+				pe := q.end.Add(-time.Duration(k) * q.period)
+				p, err := q.align(rs, byK[k], pe.Add(-q.period), pe, kind, vtype)
 				if err != nil {
 					return nil, err
 				}
-				if ok {
-					if akind == metric.MetricDescriptor_GAUGE {
-						p.start = p.end
-					}
-					os.points = append(os.points, p)
+				if akind == metric.MetricDescriptor_GAUGE {
+					p.start = p.end
 				}
+				os.points = append(os.points, p)
 			}
 		}
 		if len(os.points) > 0 {
@@ -412,18 +420,9 @@ func (o *outSeries) sortKey() string {
 	return b.String()
 }
 
-// align computes one aligned point of rs for the period (ps, pe]. ok is false when the
-// period has no data.
-func (q *timeSeriesQuery) align(rs *rawSeries, ps, pe time.Time, kind metric.MetricDescriptor_MetricKind, vtype metric.MetricDescriptor_ValueType) (outPoint, bool, error) {
-	var in []rawPoint
-	for _, p := range rs.points {
-		if p.end.After(ps) && !p.end.After(pe) && q.inInterval(p.end) {
-			in = append(in, p)
-		}
-	}
-	if len(in) == 0 {
-		return outPoint{}, false, nil
-	}
+// align computes the aligned point of rs for the period (ps, pe] from its points in
+// the period, in (oldest first, at least one).
+func (q *timeSeriesQuery) align(rs *rawSeries, in []rawPoint, ps, pe time.Time, kind metric.MetricDescriptor_MetricKind, vtype metric.MetricDescriptor_ValueType) (outPoint, error) {
 	op := outPoint{start: ps, end: pe}
 	isDist := vtype == metric.MetricDescriptor_DISTRIBUTION
 	isInt := vtype == metric.MetricDescriptor_INT64
@@ -437,23 +436,24 @@ func (q *timeSeriesQuery) align(rs *rawSeries, ps, pe time.Time, kind metric.Met
 	case monitoringpb.Aggregation_ALIGN_DELTA, monitoringpb.Aggregation_ALIGN_RATE, monitoringpb.Aggregation_ALIGN_SUM:
 		var sum value
 		if kind == metric.MetricDescriptor_CUMULATIVE {
-			// The change over the period: the last value minus the last value before the
-			// period of the same cumulation (same start time), else since its start.
-			last := in[len(in)-1]
-			sum = last.v
-			if isDist {
-				sum.dist = last.v.dist.clone()
+			// The increase over the period: from the last point before the period (if
+			// any) through the period's points, each point adds its growth since the
+			// previous point of the same cumulation (same start time), or its whole value
+			// after a reset (a new start time). Numbers only (see alignedType).
+			var prev *rawPoint
+			if i := sort.Search(len(rs.points), func(i int) bool { return rs.points[i].end.After(ps) }); i > 0 {
+				prev = &rs.points[i-1]
 			}
-			for i := len(rs.points) - 1; i >= 0; i-- {
-				b := rs.points[i]
-				if !b.end.After(ps) && b.start.Equal(last.start) {
-					if isDist {
-						return outPoint{}, false, invalid("ALIGN_DELTA on CUMULATIVE distributions is not supported by this emulator")
-					}
-					sum.i -= b.v.i
-					sum.d -= b.v.d
-					break
+			for k := range in {
+				p := &in[k]
+				if prev != nil && p.start.Equal(prev.start) {
+					sum.i += p.v.i - prev.v.i
+					sum.d += p.v.d - prev.v.d
+				} else {
+					sum.i += p.v.i
+					sum.d += p.v.d
 				}
+				prev = p
 			}
 		} else {
 			if isDist {
@@ -462,7 +462,7 @@ func (q *timeSeriesQuery) align(rs *rawSeries, ps, pe time.Time, kind metric.Met
 			for _, p := range in {
 				if isDist {
 					if err := sum.dist.merge(p.v.dist); err != nil {
-						return outPoint{}, false, invalid("%v", err)
+						return outPoint{}, invalid("%v", err)
 					}
 				} else {
 					sum.i += p.v.i
@@ -480,7 +480,7 @@ func (q *timeSeriesQuery) align(rs *rawSeries, ps, pe time.Time, kind metric.Met
 			d := &dist{}
 			for _, p := range in {
 				if err := d.merge(p.v.dist); err != nil {
-					return outPoint{}, false, invalid("%v", err)
+					return outPoint{}, invalid("%v", err)
 				}
 			}
 			op.v = value{d: d.mean}
@@ -506,14 +506,14 @@ func (q *timeSeriesQuery) align(rs *rawSeries, ps, pe time.Time, kind metric.Met
 		d := &dist{}
 		for _, p := range in {
 			if err := d.merge(p.v.dist); err != nil {
-				return outPoint{}, false, invalid("%v", err)
+				return outPoint{}, invalid("%v", err)
 			}
 		}
 		op.v = value{d: d.percentile(alignerPercentile(q.aligner))}
 	case monitoringpb.Aggregation_ALIGN_NEXT_OLDER:
 		op.v = in[len(in)-1].v
 	}
-	return op, true, nil
+	return op, nil
 }
 
 // reduce combines aligned series by the group-by fields; each result keeps only the

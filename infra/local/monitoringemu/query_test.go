@@ -455,3 +455,22 @@ func TestNoDataEndsAtOnce(t *testing.T) {
 		t.Errorf("got %v, %v; want iterator.Done", ts, err)
 	}
 }
+
+// TestLongIntervalFineAlignment checks that cost follows the data, not the number of
+// alignment periods: 25 hours at 1 s in fast mode is 90,000 periods.
+func TestLongIntervalFineAlignment(t *testing.T) {
+	e := newEnv(t, monitoringemu.Options{Fast: true})
+	end := t0.Add(25 * time.Hour)
+	for _, at := range []time.Time{t0.Add(time.Second), end.Add(-time.Second)} {
+		e.srv.RecordRequest(monitoringemu.Request{Project: project, Location: location, Service: service, Revision: "api-1", Time: at, Status: 200})
+	}
+	e.clock.Set(end)
+	begin := time.Now()
+	got := e.mustList(t, window(project, countFilter, t0, end, time.Second, monitoringpb.Aggregation_ALIGN_DELTA, monitoringpb.Aggregation_REDUCE_SUM))
+	if g, w := render(got), "{} 1@25h0m0s 1@2s; "; g != w {
+		t.Errorf("got %s, want %s", g, w)
+	}
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Errorf("query took %s", d)
+	}
+}

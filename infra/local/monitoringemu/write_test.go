@@ -293,3 +293,32 @@ func TestDescriptors(t *testing.T) {
 		t.Errorf("CreateMetricDescriptor: got %v, want UNIMPLEMENTED", err)
 	}
 }
+
+func TestCumulativeCustomMetric(t *testing.T) {
+	e := newEnv(t, monitoringemu.Options{})
+	e.clock.Set(t0.Add(time.Hour))
+	const typ = "custom.googleapis.com/jobs_done"
+	// A counter started at t0: 10 at 1m, 40 at 2m, 100 at 3m; reset at 3m30s: 5 at 4m.
+	for _, p := range []struct {
+		start, end time.Duration
+		v          int64
+	}{{0, time.Minute, 10}, {0, 2 * time.Minute, 40}, {0, 3 * time.Minute, 100}, {210 * time.Second, 4 * time.Minute, 5}} {
+		err := e.c.CreateTimeSeries(t.Context(), &monitoringpb.CreateTimeSeriesRequest{Name: "projects/" + project, TimeSeries: []*monitoringpb.TimeSeries{{
+			Metric: &metric.Metric{Type: typ}, Resource: &monitoredres.MonitoredResource{Type: "global"}, MetricKind: metric.MetricDescriptor_CUMULATIVE,
+			Points: []*monitoringpb.Point{{Interval: &monitoringpb.TimeInterval{StartTime: timestamppb.New(t0.Add(p.start)), EndTime: timestamppb.New(t0.Add(p.end))}, Value: i64(p.v)}},
+		}}})
+		if err != nil {
+			t.Fatalf("write %v: %v", p, err)
+		}
+	}
+	f := `metric.type = "` + typ + `"`
+	got := e.mustList(t, window(project, f, t0, t0.Add(4*time.Minute), time.Minute, monitoringpb.Aggregation_ALIGN_DELTA, monitoringpb.Aggregation_REDUCE_NONE))
+	if g, w := render(got), "{r.project_id=my-project} 5@4m0s 60@3m0s 30@2m0s 10@1m0s; "; g != w {
+		t.Errorf("ALIGN_DELTA of a counter: got %s, want %s", g, w)
+	}
+	// (2m, 4m]: 100-40 before the reset, 5 after it: 65 in 120 s.
+	got = e.mustList(t, window(project, f, t0, t0.Add(4*time.Minute), 2*time.Minute, monitoringpb.Aggregation_ALIGN_RATE, monitoringpb.Aggregation_REDUCE_NONE))
+	if g, w := render(got), "{r.project_id=my-project} 0.5417@4m0s 0.3333@2m0s; "; g != w {
+		t.Errorf("ALIGN_RATE of a counter: got %s, want %s", g, w)
+	}
+}
