@@ -24,9 +24,10 @@
 //
 // # ListTimeSeries
 //
-// Supported: name projects/P; a filter of clauses joined by AND with exactly one
-// metric.type = "…", and resource.type, resource.labels.KEY (or resource.label.KEY),
-// metric.labels.KEY (or metric.label.KEY) compared with =, != or = one_of("a", "b");
+// Supported: name projects/P; a filter of clauses joined by AND (or juxtaposed, which
+// Google also reads as AND) with exactly one metric.type = "…", and resource.type,
+// project, resource.labels.KEY (or resource.label.KEY), metric.labels.KEY (or
+// metric.label.KEY) compared with =, != or = one_of("a", "b") on quoted strings;
 // interval with end_time (start_time optional: a point query); aligners ALIGN_NONE,
 // ALIGN_DELTA, ALIGN_RATE, ALIGN_SUM, ALIGN_MEAN, ALIGN_MAX, ALIGN_MIN, ALIGN_COUNT,
 // ALIGN_PERCENTILE_50/95/99, ALIGN_NEXT_OLDER, validated against the metric kind and
@@ -34,7 +35,8 @@
 // REDUCE_MAX, REDUCE_MIN, REDUCE_COUNT, REDUCE_PERCENTILE_50/95/99 with group_by_fields
 // (resource.type, resource.labels.KEY, metric.labels.KEY; singular "label" too); views
 // FULL and HEADERS; page_size and page_token. Anything else — OR, NOT, parentheses,
-// implicit AND, other functions or operators, unknown fields, a second or missing
+// other functions (starts_with, monitoring.regex.full_match…) or operators (>, :…),
+// unquoted values, unknown fields, a second or missing
 // metric.type, secondary_aggregation, order_by, other aligners and reducers — is
 // INVALID_ARGUMENT naming the unsupported part, never a silently different answer.
 //
@@ -47,8 +49,9 @@
 // # Deliberate differences from Google
 //
 //   - The request_latencies bucket layout is not published for Cloud Run; the emulator
-//     uses the exponential layout Google's other latency metrics use (64 finite buckets,
-//     growth factor √2, scale 1 ms). bucket_counts are trimmed of trailing zeros, as
+//     uses the exponential layout google/slo-generator's documentation shows for
+//     Google's load-balancer latency distributions (64 finite buckets, growth factor √2,
+//     scale 1 ms). bucket_counts are trimmed of trailing zeros, as
 //     Google does; readers must treat missing buckets as zero (this package does).
 //   - Cloud Run's route label ("Always empty.") is not emitted: a missing label reads as
 //     "" in filters and group-by, so `metric.labels.route = ""` still matches.
@@ -56,7 +59,11 @@
 //     prorate a DELTA point straddling a boundary), only points whose end time is in
 //     the query interval (start, end] are used, and periods without data have no point
 //     (Google interpolates some aligners across gaps). ALIGN_NEXT_OLDER looks back
-//     within the period only.
+//     within the period only. A point query (no start_time) with an aligner covers one
+//     alignment period ending at end_time; without an aligner it returns the points
+//     ending exactly at end_time. ALIGN_DELTA/ALIGN_RATE on CUMULATIVE metrics add each
+//     point's growth since the previous point of the same start time (a new start time
+//     is a reset); CUMULATIVE distributions are not supported.
 //   - Percentiles of distributions are read from the merged buckets: the bucket holding
 //     the rank, interpolated linearly between its bounds (the underflow bucket of an
 //     exponential layout starts at 0; the overflow bucket yields its lower bound).
@@ -73,4 +80,22 @@
 //     filters metric.type = "…" and metric.type = starts_with("…") and returns one page.
 //   - Points are sorted per series; a late RecordRequest for a period already visible
 //     changes that point (Cloud Run's points are final).
+//   - Pages are slices of the series list, recomputed at each call by the server's
+//     clock: a page token is only valid for the same request (else INVALID_ARGUMENT),
+//     and newly visible series may shift later pages.
+//
+// # Sources
+//
+// Metric kinds, labels and delays: docs.cloud.google.com/monitoring/api/metrics_gcp_p_z
+// (run), …/sql/docs/postgres/admin-api/metrics, …/monitoring/api/resources (copied in
+// the project's shared/reference/gcp/06-monitoring-metrics-cloudrun-cloudsql.md).
+// Aligner and reducer validity, TimeInterval read/write rules, the 60 s minimum
+// alignment: the comments of cloud.google.com/go/monitoring/apiv3/v2/monitoringpb
+// (common.pb.go, metric_service.pb.go). Filter syntax, including one_of and the singular
+// resource.label/metric.label forms: cloud.google.com/monitoring/api/v3/filters and
+// public filters that use them. Alignment: the API reference only says "an aligned time
+// series has a single data value at the end of each alignment_period"; anchoring the
+// periods at the interval's end time is this emulator's reading (it makes a window
+// with alignment_period = window one point covering exactly the window, which is how
+// the product's queries use it), not a documented rule.
 package monitoringemu

@@ -10,15 +10,15 @@ import (
 // has no Go implementation, so this is a small hand-written parser for the subset the
 // product uses:
 //
-//	filter  = clause { "AND" clause }
+//	filter  = clause { ["AND"] clause }      (adjacent clauses are ANDed, as at Google)
 //	clause  = field ( "=" | "!=" ) string
 //	        | field "=" "one_of" "(" string { "," string } ")"
 //	        | "metric.type" "=" "starts_with" "(" string ")"   (metric descriptors only)
-//	field   = "metric.type" | "resource.type"
+//	field   = "metric.type" | "resource.type" | "project"
 //	        | ("resource.labels." | "resource.label.") KEY
 //	        | ("metric.labels." | "metric.label.") KEY
 //
-// Everything else (OR, NOT, implicit AND, parentheses, other functions, unquoted
+// Everything else (OR, NOT, parentheses, other functions, unquoted
 // values, ":" and comparison operators, unknown fields) is refused with an error that
 // names the offending part, never silently ignored.
 
@@ -30,6 +30,7 @@ const (
 	fieldResourceType
 	fieldResourceLabel
 	fieldMetricLabel
+	fieldProject
 )
 
 // clause is one comparison of a filter.
@@ -147,16 +148,12 @@ func parseFilter(s string, timeSeries bool) (metricType string, clauses []clause
 		if p.done() {
 			break
 		}
-		t := p.next()
-		if t.kind != "ident" || t.text != "AND" {
-			switch {
-			case t.kind == "ident" && (strings.EqualFold(t.text, "OR") || strings.EqualFold(t.text, "NOT") || strings.EqualFold(t.text, "AND")):
-				return "", nil, fmt.Errorf("unsupported operator %q at offset %d (only AND joins clauses)", t.text, t.pos)
-			case t.kind == "(" || t.kind == ")":
-				return "", nil, fmt.Errorf("unsupported parentheses at offset %d", t.pos)
-			}
-			return "", nil, fmt.Errorf("expected AND at offset %d, got %q (implicit AND is not supported)", t.pos, t.text)
+		if t := p.toks[p.i]; t.kind == "ident" && t.text == "AND" {
+			p.i++
+			continue
 		}
+		// Anything but AND must start the next clause (implicit AND); OR, NOT,
+		// parentheses and other tokens are refused by clause.
 	}
 	if timeSeries && metricType == "" {
 		return "", nil, fmt.Errorf("filter must specify exactly one metric.type = \"…\"")
@@ -196,8 +193,8 @@ func (p *filterParser) clause(allowStartsWith bool) (clause, error) {
 		return clause{}, fmt.Errorf("empty clause at end of filter")
 	case t.kind == "(":
 		return clause{}, fmt.Errorf("unsupported parentheses at offset %d", t.pos)
-	case t.kind == "ident" && (t.text == "NOT" || t.text == "OR" || t.text == "AND"):
-		return clause{}, fmt.Errorf("unsupported operator %q at offset %d", t.text, t.pos)
+	case t.kind == "ident" && (strings.EqualFold(t.text, "NOT") || strings.EqualFold(t.text, "OR") || strings.EqualFold(t.text, "AND")):
+		return clause{}, fmt.Errorf("unsupported operator %q at offset %d (only AND joins clauses)", t.text, t.pos)
 	case t.kind != "ident":
 		return clause{}, fmt.Errorf("expected a field at offset %d, got %q", t.pos, t.text)
 	}
@@ -207,12 +204,14 @@ func (p *filterParser) clause(allowStartsWith bool) (clause, error) {
 		c.kind = fieldMetricType
 	case f == "resource.type":
 		c.kind = fieldResourceType
+	case f == "project":
+		c.kind = fieldProject
 	case strings.HasPrefix(f, "resource.labels.") || strings.HasPrefix(f, "resource.label."):
 		c.kind, c.key = fieldResourceLabel, f[strings.Index(f[len("resource."):], ".")+len("resource.")+1:]
 	case strings.HasPrefix(f, "metric.labels.") || strings.HasPrefix(f, "metric.label."):
 		c.kind, c.key = fieldMetricLabel, f[strings.Index(f[len("metric."):], ".")+len("metric.")+1:]
 	default:
-		return clause{}, fmt.Errorf("unsupported field %q at offset %d (supported: metric.type, resource.type, resource.labels.KEY, metric.labels.KEY)", f, t.pos)
+		return clause{}, fmt.Errorf("unsupported field %q at offset %d (supported: metric.type, resource.type, project, resource.labels.KEY, metric.labels.KEY)", f, t.pos)
 	}
 	if (c.kind == fieldResourceLabel || c.kind == fieldMetricLabel) && (c.key == "" || strings.ContainsAny(c.key, "./")) {
 		return clause{}, fmt.Errorf("bad label field %q at offset %d", t.text, t.pos)
@@ -285,6 +284,8 @@ func matchSeries(cs []clause, rs *rawSeries) bool {
 			v = rs.resLabels[c.key]
 		case fieldMetricLabel:
 			v = rs.metricLabels[c.key]
+		case fieldProject:
+			v = rs.project
 		}
 		if !c.matches(v) {
 			return false

@@ -369,6 +369,8 @@ func TestFilters(t *testing.T) {
 		{"one_of", project, base + ` AND metric.labels.response_code_class = one_of("4xx", "5xx")`, []string{"api-1/404", "api-1/503", "api-2/500"}},
 		{"not equal", project, base + ` AND metric.labels.response_code_class != "2xx" AND resource.labels.revision_name != "api-2"`, []string{"api-1/404", "api-1/503"}},
 		{"no spaces, single quotes", project, `metric.type="run.googleapis.com/request_count" AND resource.type='cloud_run_revision' AND metric.labels.response_code="404"`, []string{"api-1/404"}},
+		{"implicit AND and project", project, `metric.type="run.googleapis.com/request_count" resource.type="cloud_run_revision" project="my-project" metric.label.response_code = "503"`, []string{"api-1/503"}},
+		{"other project clause", project, base + ` AND project = "other"`, nil},
 		{"route is empty", project, base + ` AND metric.labels.route = "" AND resource.labels.service_name = "web"`, []string{"web-1/200"}},
 		{"other resource type", project, base + ` AND resource.type = "cloudsql_database"`, nil},
 		{"unknown project", "nobody", base, nil},

@@ -2,9 +2,11 @@ package monitoringemu_test
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,5 +275,30 @@ func TestRunDelaySpread(t *testing.T) {
 	}
 	if got := n(monitoringemu.RunDelayMax); got != 40 {
 		t.Errorf("at RunDelayMax: got %d series, want 40", got)
+	}
+}
+
+func TestStartupLogSaysFastMode(t *testing.T) {
+	for _, fast := range []bool{false, true} {
+		var buf strings.Builder
+		srv, err := monitoringemu.New(monitoringemu.Options{Fast: fast, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		first, _, _ := strings.Cut(buf.String(), "\n")
+		if got := strings.Contains(first, "fast mode"); got != fast {
+			t.Errorf("Fast=%v: start-up line %q mentions fast mode: %v", fast, first, got)
+		}
+		if srv.Fast() != fast {
+			t.Errorf("Fast(): got %v, want %v", srv.Fast(), fast)
+		}
+		wantMin := time.Minute
+		if fast {
+			wantMin = time.Second
+		}
+		if srv.MinAlignment() != wantMin || srv.SamplePeriod() != wantMin {
+			t.Errorf("Fast=%v: min alignment %s, sample period %s; want %s", fast, srv.MinAlignment(), srv.SamplePeriod(), wantMin)
+		}
 	}
 }
