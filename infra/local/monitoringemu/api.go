@@ -26,6 +26,13 @@ const MaxPageSize = 100000
 // MaxSeriesPerWrite is the most time series one CreateTimeSeries may carry.
 const MaxSeriesPerWrite = 200
 
+// metricAPI serves google.monitoring.v3.MetricService for a Server (kept apart so that
+// the RPC methods are not part of Server's API); the other RPCs are UNIMPLEMENTED.
+type metricAPI struct {
+	monitoringpb.UnimplementedMetricServiceServer
+	*Server
+}
+
 // query evaluates a ListTimeSeries request (all pages) at the server's clock. It is the
 // query engine alerting will share.
 func (s *Server) query(req *monitoringpb.ListTimeSeriesRequest) ([]*monitoringpb.TimeSeries, error) {
@@ -78,7 +85,7 @@ func mergeRaw(a, b []*rawSeries) []*rawSeries {
 }
 
 // ListTimeSeries implements the RPC (see the package doc for what is supported).
-func (s *Server) ListTimeSeries(ctx context.Context, req *monitoringpb.ListTimeSeriesRequest) (*monitoringpb.ListTimeSeriesResponse, error) {
+func (s metricAPI) ListTimeSeries(ctx context.Context, req *monitoringpb.ListTimeSeriesRequest) (*monitoringpb.ListTimeSeriesResponse, error) {
 	if req.GetPageSize() < 0 {
 		return nil, invalid("page_size %d is negative", req.GetPageSize())
 	}
@@ -149,7 +156,7 @@ func parsePageToken(t string, fp uint64) (int, error) {
 // CreateTimeSeries writes one point per series, validating like Google (see the package
 // doc). The request is atomic: any invalid series rejects the whole request with
 // INVALID_ARGUMENT naming the series index.
-func (s *Server) CreateTimeSeries(ctx context.Context, req *monitoringpb.CreateTimeSeriesRequest) (*emptypb.Empty, error) {
+func (s metricAPI) CreateTimeSeries(ctx context.Context, req *monitoringpb.CreateTimeSeriesRequest) (*emptypb.Empty, error) {
 	project, err := projectOf(req.GetName())
 	if err != nil {
 		return nil, err
@@ -382,7 +389,7 @@ func valueOf(tv *monitoringpb.TypedValue) (metric.MetricDescriptor_ValueType, va
 
 // ListMetricDescriptors lists the known descriptors. Filters: empty, metric.type = "…"
 // and metric.type = starts_with("…").
-func (s *Server) ListMetricDescriptors(ctx context.Context, req *monitoringpb.ListMetricDescriptorsRequest) (*monitoringpb.ListMetricDescriptorsResponse, error) {
+func (s metricAPI) ListMetricDescriptors(ctx context.Context, req *monitoringpb.ListMetricDescriptorsRequest) (*monitoringpb.ListMetricDescriptorsResponse, error) {
 	project, err := projectOf(req.GetName())
 	if err != nil {
 		return nil, err
@@ -420,7 +427,7 @@ func (s *Server) ListMetricDescriptors(ctx context.Context, req *monitoringpb.Li
 }
 
 // GetMetricDescriptor returns projects/P/metricDescriptors/TYPE.
-func (s *Server) GetMetricDescriptor(ctx context.Context, req *monitoringpb.GetMetricDescriptorRequest) (*metric.MetricDescriptor, error) {
+func (s metricAPI) GetMetricDescriptor(ctx context.Context, req *monitoringpb.GetMetricDescriptorRequest) (*metric.MetricDescriptor, error) {
 	project, typ, ok := strings.Cut(strings.TrimPrefix(req.GetName(), "projects/"), "/metricDescriptors/")
 	if !strings.HasPrefix(req.GetName(), "projects/") || !ok || project == "" || typ == "" {
 		return nil, invalid("name %q: want projects/PROJECT_ID/metricDescriptors/METRIC_TYPE", req.GetName())
@@ -438,7 +445,7 @@ func (s *Server) GetMetricDescriptor(ctx context.Context, req *monitoringpb.GetM
 
 // ListMonitoredResourceDescriptors lists cloud_run_revision, cloudsql_database and
 // global. Filters: empty or resource.type = "…".
-func (s *Server) ListMonitoredResourceDescriptors(ctx context.Context, req *monitoringpb.ListMonitoredResourceDescriptorsRequest) (*monitoringpb.ListMonitoredResourceDescriptorsResponse, error) {
+func (s metricAPI) ListMonitoredResourceDescriptors(ctx context.Context, req *monitoringpb.ListMonitoredResourceDescriptorsRequest) (*monitoringpb.ListMonitoredResourceDescriptorsResponse, error) {
 	project, err := projectOf(req.GetName())
 	if err != nil {
 		return nil, err
@@ -469,7 +476,7 @@ func (s *Server) ListMonitoredResourceDescriptors(ctx context.Context, req *moni
 }
 
 // GetMonitoredResourceDescriptor returns projects/P/monitoredResourceDescriptors/TYPE.
-func (s *Server) GetMonitoredResourceDescriptor(ctx context.Context, req *monitoringpb.GetMonitoredResourceDescriptorRequest) (*monitoredres.MonitoredResourceDescriptor, error) {
+func (s metricAPI) GetMonitoredResourceDescriptor(ctx context.Context, req *monitoringpb.GetMonitoredResourceDescriptorRequest) (*monitoredres.MonitoredResourceDescriptor, error) {
 	project, typ, ok := strings.Cut(strings.TrimPrefix(req.GetName(), "projects/"), "/monitoredResourceDescriptors/")
 	if !strings.HasPrefix(req.GetName(), "projects/") || !ok || project == "" || typ == "" {
 		return nil, invalid("name %q: want projects/PROJECT_ID/monitoredResourceDescriptors/TYPE", req.GetName())

@@ -56,8 +56,6 @@ type Options struct {
 
 // Server is a running Cloud Monitoring MetricService emulator.
 type Server struct {
-	monitoringpb.UnimplementedMetricServiceServer
-
 	opts      Options
 	log       *slog.Logger
 	lis       net.Listener
@@ -135,7 +133,7 @@ func New(opts Options) (*Server, error) {
 		cancel:   cancel,
 	}
 	s.grpc = grpc.NewServer()
-	monitoringpb.RegisterMetricServiceServer(s.grpc, s)
+	monitoringpb.RegisterMetricServiceServer(s.grpc, metricAPI{Server: s})
 	go func() {
 		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("grpc serve", "error", err)
