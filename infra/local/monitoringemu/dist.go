@@ -12,12 +12,13 @@ import (
 
 // Cloud Run's request_latencies bucket layout.
 //
-// Google's metric list does not state the layout of run.googleapis.com/request_latencies.
-// We use the exponential layout Google documents for its own load-balancer latency
-// distributions (google/slo-generator, docs/practices latency SLO from an exponential
-// distribution metric: growthFactor √2, numFiniteBuckets 64, scale 1.0 in ms), which
-// spans 1 ms to 2^32 ms with a relative bucket width of 41%. Readers must not depend on
-// the exact layout; they get it with every point (bucket_options).
+// Google's metric list does not state the layout of run.googleapis.com/request_latencies
+// and no source at hand shows a Cloud Run point. We use the exponential layout that
+// google/slo-generator's documentation (PR #56, "latency SLI-SLO from an exponential
+// distribution metric") shows for loadbalancing.googleapis.com/https/backend_latencies:
+// growthFactor √2, numFiniteBuckets 64, scale 1.0 (ms), which spans 1 ms to 2^32 ms with
+// a relative bucket width of 41%. Readers must not depend on the exact layout; they get
+// it with every point (bucket_options).
 const (
 	RunLatencyBuckets      = 64
 	RunLatencyGrowthFactor = math.Sqrt2
