@@ -1,0 +1,361 @@
+package judge
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/ai-square/coalmine/shared/policy"
+)
+
+// slowShare is the share of requests slower than a p95 limit that puts the p95 over it: p95 >
+// X exactly when more than 5% of requests are slower than X.
+const slowShare = 0.05
+
+// defaultConfidence is used when the policy's confidence is not in (0, 1).
+const defaultConfidence = 0.95
+
+// Judge decides on the canary's health from the figures in in. It is pure: no clock, no I/O,
+// no randomness. See docs/verification.md for the statistics.
+//
+// Every gate is Unhealthy when its test is conclusive, Healthy when it is not and the canary
+// has served at least Gates.MinRequests requests, and Inconclusive otherwise. The sequential
+// tests are valid at every sample size, so a conclusive failure counts below MinRequests too;
+// a Healthy verdict never comes before MinRequests. Missing data (no canary figures, no
+// requests, no stable figures for a comparison, no connection figures) is Inconclusive.
+func Judge(in Input) Verdict {
+	g := in.Gates
+	conf := g.ErrorRate.Confidence
+	if !(conf > 0 && conf < 1) {
+		conf = defaultConfidence
+	}
+	j := judging{in: in, alpha: 1 - conf, conf: conf}
+	if in.Canary != nil {
+		j.n = in.Canary.Requests.Total
+	}
+	minReq := int64(max(g.MinRequests, 1))
+	j.enough = in.Canary != nil && j.n >= minReq
+
+	gates := []GateResult{
+		j.requests(minReq),
+		j.errorRate(),
+		j.errorRateOverStable(),
+		j.latencyP95(),
+		j.latencyToStable(),
+	}
+	if g.DBConnections != nil {
+		gates = append(gates, j.dbConnections())
+	}
+	for i := range gates {
+		r := &gates[i]
+		if r.Gate == GateRequests || r.Status == Inconclusive {
+			continue
+		}
+		if r.Status == Healthy && !j.enough && !strings.HasPrefix(r.Detail, "off") {
+			r.Status = Inconclusive
+			r.Detail += fmt.Sprintf("; not healthy before %d requests (%d so far)", minReq, j.n)
+		}
+		if r.Status == Unhealthy && !j.enough && r.Gate == GateDBConnections {
+			// Only the sequential tests, valid at any sample size, decide below minRequests.
+			r.Status = Inconclusive
+			r.Detail += fmt.Sprintf("; not judged before %d canary requests (%d so far)", minReq, j.n)
+		}
+	}
+	return verdictOf(gates, in)
+}
+
+func verdictOf(gates []GateResult, in Input) Verdict {
+	v := Verdict{Gates: gates, Start: in.Start, End: in.End}
+	for _, r := range gates {
+		v.Status = max(v.Status, r.Status)
+	}
+	var deciding []string
+	for _, r := range gates {
+		if r.Status != v.Status {
+			continue
+		}
+		if v.Status == Unhealthy && r.Action == policy.ActionRollback {
+			v.Action = policy.ActionRollback
+		}
+		deciding = append(deciding, r.Gate+": "+r.Detail)
+	}
+	if v.Status == Unhealthy && v.Action == "" {
+		v.Action = policy.ActionPause
+	}
+	head := v.Status.String()
+	if v.Action != "" {
+		head += " (" + string(v.Action) + ")"
+	}
+	if v.Status == Healthy {
+		var on []string
+		for _, r := range gates {
+			if !strings.HasPrefix(r.Detail, "off") {
+				on = append(on, r.Gate+": "+r.Detail)
+			}
+		}
+		deciding = on
+	}
+	v.Reason = head + ": " + strings.Join(deciding, "; ")
+	return v
+}
+
+type judging struct {
+	in          Input
+	alpha, conf float64
+	n           int64 // canary requests
+	enough      bool  // canary requests >= minRequests
+}
+
+// needed formats the evidence threshold 1/alpha and its confidence.
+func needed(alpha, conf float64) string {
+	return fmt.Sprintf("%s needed (%s)", num(1/alpha), pct(conf))
+}
+
+func num(x float64) string {
+	switch {
+	case math.IsInf(x, 1):
+		return "∞"
+	case x >= 1e6:
+		return fmt.Sprintf("%.2g", x)
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.3g", x)
+}
+
+func pct(f float64) string {
+	s := fmt.Sprintf("%.2f", 100*f)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + "%"
+}
+
+func ratio(x, n float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return x / n
+}
+
+func (j judging) requests(minReq int64) GateResult {
+	r := GateResult{Gate: GateRequests, Observed: float64(j.n), Limit: float64(minReq)}
+	switch {
+	case j.in.Canary == nil:
+		r.Status, r.Detail = Inconclusive, "no data for the canary"
+	case j.n < minReq:
+		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%d of %d requests", j.n, minReq)
+	default:
+		r.Status, r.Detail = Healthy, fmt.Sprintf("%d requests (at least %d)", j.n, minReq)
+	}
+	return r
+}
+
+// noCanary reports a gate without canary figures, or nil when there are some.
+func (j judging) noCanary(r GateResult) *GateResult {
+	switch {
+	case j.in.Canary == nil:
+		r.Status, r.Detail = Inconclusive, "no data for the canary"
+	case j.n == 0:
+		r.Status, r.Detail = Inconclusive, "no canary requests"
+	default:
+		return nil
+	}
+	return &r
+}
+
+func (j judging) errorRate() GateResult {
+	e := j.in.Gates.ErrorRate
+	r := GateResult{Gate: GateErrorRate, Action: e.OnFail, Limit: e.Max}
+	if e.Max >= 1 {
+		r.Detail = "off (max = 1)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	x, n := float64(j.in.Canary.Requests.Errors), float64(j.n)
+	r.Observed = ratio(x, n)
+	ev := math.Exp(logEvidenceAbove(x, n, e.Max, priorAbove(e.Max)))
+	seen := fmt.Sprintf("%d errors in %d requests (%s)", j.in.Canary.Requests.Errors, j.n, pct(r.Observed))
+	if ev >= 1/j.alpha {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; above %s: evidence %s >= %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of more than %s %s < %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
+	}
+	return r
+}
+
+func (j judging) errorRateOverStable() GateResult {
+	e := j.in.Gates.ErrorRate
+	d := e.MaxIncreaseOverStable
+	r := GateResult{Gate: GateErrorRateOverStable, Action: e.OnFail, Limit: d}
+	if d >= 1 {
+		r.Detail = "off (maxIncreaseOverStable = 1)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	s := j.in.Stable
+	if s == nil || s.Requests.Total == 0 {
+		r.Status, r.Detail = Inconclusive, "no data for the stable revision"
+		return r
+	}
+	xc, nc := float64(j.in.Canary.Requests.Errors), float64(j.n)
+	xs, ns := float64(s.Requests.Errors), float64(s.Requests.Total)
+	r.Observed = ratio(xc, nc) - ratio(xs, ns)
+	// Half the error probability bounds the stable rate from above for good, half tests the
+	// canary against that bound plus the allowed increase.
+	half := j.alpha / 2
+	ub := upperBound(xs, ns, half, stablePrior(d))
+	p0 := math.Min(1, ub+d)
+	ev := math.Exp(logEvidenceAbove(xc, nc, p0, priorAbove(math.Max(d, 1e-6))))
+	seen := fmt.Sprintf("canary %s (%d/%d), stable %s (%d/%d, at most %s at %s)",
+		pct(ratio(xc, nc)), j.in.Canary.Requests.Errors, j.n, pct(ratio(xs, ns)), s.Requests.Errors, s.Requests.Total,
+		pct(ub), pct(1-half))
+	if ev >= 1/half {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; canary above %s: evidence %s >= %s", seen, pct(p0), num(ev), needed(half, 1-half))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of canary above %s %s < %s", seen, pct(p0), num(ev), needed(half, 1-half))
+	}
+	return r
+}
+
+// stablePrior is the fixed prior of the stable revision's upper confidence bound: mean a third
+// of the allowed increase, the scale at which the bound matters.
+func stablePrior(d float64) betaPrior {
+	return priorBelow(math.Max(d, 3e-6))
+}
+
+func (j judging) latencyP95() GateResult {
+	l := j.in.Gates.LatencyP95
+	r := GateResult{Gate: GateLatencyP95, Action: l.OnFail, Limit: float64(l.MaxMs)}
+	if l.MaxMs <= 0 {
+		r.Detail = "off (maxMs = 0)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	h := j.in.Canary.Latency
+	m := float64(h.Count())
+	if m == 0 {
+		r.Status, r.Detail = Inconclusive, "no latency data for the canary"
+		return r
+	}
+	r.Observed, _ = h.Quantile(0.95)
+	limit := float64(l.MaxMs)
+	k := h.Above(limit)
+	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
+	seen := fmt.Sprintf("p95 %.0f ms; %.0f of %.0f requests (%s) slower than %d ms", r.Observed, k, m, pct(k/m), l.MaxMs)
+	if ev >= 1/j.alpha {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(j.alpha, j.conf))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(j.alpha, j.conf))
+	}
+	return r
+}
+
+func (j judging) latencyToStable() GateResult {
+	l := j.in.Gates.LatencyP95
+	r := GateResult{Gate: GateLatencyP95ToStable, Action: l.OnFail, Limit: l.MaxRatioToStable}
+	if l.MaxRatioToStable <= 0 {
+		r.Detail = "off (maxRatioToStable = 0)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	h := j.in.Canary.Latency
+	m := float64(h.Count())
+	if m == 0 {
+		r.Status, r.Detail = Inconclusive, "no latency data for the canary"
+		return r
+	}
+	if j.in.Stable == nil || j.in.Stable.Latency.Count() == 0 {
+		r.Status, r.Detail = Inconclusive, "no latency data for the stable revision"
+		return r
+	}
+	sh := j.in.Stable.Latency
+	cp95, _ := h.Quantile(0.95)
+	sp95, _ := sh.Quantile(0.95)
+	if sp95 > 0 {
+		r.Observed = cp95 / sp95
+	}
+	half := j.alpha / 2
+	ub, ok := p95UpperBound(sh, half)
+	if !ok {
+		r.Status = Inconclusive
+		r.Detail = fmt.Sprintf("canary p95 %.0f ms, stable p95 %.0f ms; the stable p95 is not yet bounded at %s (%d requests)",
+			cp95, sp95, pct(1-half), sh.Count())
+		return r
+	}
+	limit := l.MaxRatioToStable * ub
+	k := h.Above(limit)
+	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
+	seen := fmt.Sprintf("canary p95 %.0f ms, stable p95 %.0f ms (at most %.0f at %s); %.0f of %.0f canary requests (%s) slower than %.3g × %.0f = %.0f ms",
+		cp95, sp95, ub, pct(1-half), k, m, pct(k/m), l.MaxRatioToStable, ub, limit)
+	if ev >= 1/half {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(half, 1-half))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(half, 1-half))
+	}
+	return r
+}
+
+// p95UpperBound returns the smallest bucket bound b of h such that fewer than 5% of the
+// revision's requests are slower than b with confidence 1-alpha (the lower test of the share
+// above b against 5% rejects), a time-uniform upper confidence bound on its p95. ok is false
+// when no bound qualifies yet. The share above b falls as b grows, so the qualifying bounds
+// are the top of the list and a binary search finds the lowest.
+func p95UpperBound(h Histogram, alpha float64) (float64, bool) {
+	n := float64(h.Count())
+	if n == 0 || len(h.Bounds) == 0 {
+		return 0, false
+	}
+	thr := math.Log(1 / alpha)
+	pr := priorBelow(slowShare)
+	ok := func(i int) bool { return logEvidenceBelow(h.Above(h.Bounds[i]), n, slowShare, pr) >= thr }
+	lo, hi := 0, len(h.Bounds) // find the first i in [lo, hi) with ok(i)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if ok(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	if lo == len(h.Bounds) {
+		return 0, false
+	}
+	return h.Bounds[lo], true
+}
+
+func (j judging) dbConnections() GateResult {
+	d := j.in.Gates.DBConnections
+	r := GateResult{Gate: GateDBConnections, Action: d.OnFail, Limit: d.Max}
+	c := j.in.Connections
+	if c == nil {
+		r.Status, r.Detail = Inconclusive, "no data for the database's connections"
+		return r
+	}
+	maxConn := c.Max
+	if maxConn <= 0 {
+		maxConn = d.MaxConnections
+	}
+	if maxConn <= 0 {
+		r.Status, r.Detail = Inconclusive, "max_connections unknown"
+		return r
+	}
+	r.Observed = c.InUse / float64(maxConn)
+	seen := fmt.Sprintf("%.0f of %d connections in use (%s)", c.InUse, maxConn, pct(r.Observed))
+	if r.Observed > d.Max {
+		r.Status, r.Detail = Unhealthy, fmt.Sprintf("%s; above %s", seen, pct(d.Max))
+	} else {
+		r.Detail = fmt.Sprintf("%s; at most %s", seen, pct(d.Max))
+	}
+	return r
+}
