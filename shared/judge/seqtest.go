@@ -122,7 +122,7 @@ func upperBound(x, n, alpha float64, pr betaPrior) float64 {
 	if reject(lo) {
 		return lo
 	}
-	for i := 0; i < 60 && hi-lo > 1e-9*math.Max(hi, 1e-6); i++ {
+	for i := 0; i < 60 && hi-lo > 1e-4*hi; i++ {
 		mid := (lo + hi) / 2
 		if reject(mid) {
 			hi = mid
