@@ -3,6 +3,7 @@ package judge
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/ai-square/coalmine/shared/policy"
@@ -116,15 +117,16 @@ func num(x float64) string {
 	case math.IsInf(x, 1):
 		return "∞"
 	case x >= 1e6:
-		return fmt.Sprintf("%.2g", x)
+		return strconv.FormatFloat(x, 'g', 2, 64)
 	case x >= 100:
-		return fmt.Sprintf("%.0f", x)
+		return strconv.FormatFloat(x, 'f', 0, 64)
 	}
-	return fmt.Sprintf("%.3g", x)
+	return strconv.FormatFloat(x, 'g', 3, 64)
 }
 
+// pct formats a fraction as a percentage with at most two decimals: 0.0125 is "1.25%".
 func pct(f float64) string {
-	s := fmt.Sprintf("%.2f", 100*f)
+	s := strconv.FormatFloat(100*f, 'f', 2, 64)
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	return s + "%"
 }
@@ -310,7 +312,8 @@ func (j judging) latencyToStable() GateResult {
 // revision's requests are slower than b with confidence 1-alpha (the lower test of the share
 // above b against 5% rejects), a time-uniform upper confidence bound on its p95. ok is false
 // when no bound qualifies yet. The share above b falls as b grows, so the qualifying bounds
-// are the top of the list and a binary search finds the lowest.
+// are the top of the list and a binary search finds the lowest; inside its bucket the bound
+// is then narrowed with the bucket's values spread evenly (Monitoring's own interpolation).
 func p95UpperBound(h Histogram, alpha float64) (float64, bool) {
 	n := float64(h.Count())
 	if n == 0 || len(h.Bounds) == 0 {
@@ -331,7 +334,21 @@ func p95UpperBound(h Histogram, alpha float64) (float64, bool) {
 	if lo == len(h.Bounds) {
 		return 0, false
 	}
-	return h.Bounds[lo], true
+	if lo == 0 {
+		return h.Bounds[0], true
+	}
+	// Within the bucket, Above spreads its values evenly, as Quantile does: narrow the bound
+	// down from the bucket's upper bound to 1/4096 of its width.
+	below, above := h.Bounds[lo-1], h.Bounds[lo]
+	for range 12 {
+		mid := (below + above) / 2
+		if logEvidenceBelow(h.Above(mid), n, slowShare, pr) >= thr {
+			above = mid
+		} else {
+			below = mid
+		}
+	}
+	return above, true
 }
 
 func (j judging) dbConnections() GateResult {
