@@ -131,6 +131,14 @@ func pct(f float64) string {
 	return s + "%"
 }
 
+// count formats n things: "1 error", "3 errors".
+func count(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.FormatInt(n, 10) + " " + thing + "s"
+}
+
 func ratio(x, n float64) float64 {
 	if n <= 0 {
 		return 0
@@ -177,7 +185,7 @@ func (j judging) errorRate() GateResult {
 	x, n := float64(j.in.Canary.Requests.Errors), float64(j.n)
 	r.Observed = ratio(x, n)
 	ev := math.Exp(logEvidenceAbove(x, n, e.Max, priorAbove(e.Max)))
-	seen := fmt.Sprintf("%d errors in %d requests (%s)", j.in.Canary.Requests.Errors, j.n, pct(r.Observed))
+	seen := fmt.Sprintf("%s in %s (%s)", count(j.in.Canary.Requests.Errors, "error"), count(j.n, "request"), pct(r.Observed))
 	if ev >= 1/j.alpha {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; above %s: evidence %s >= %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
@@ -338,9 +346,9 @@ func p95UpperBound(h Histogram, alpha float64) (float64, bool) {
 		return h.Bounds[0], true
 	}
 	// Within the bucket, Above spreads its values evenly, as Quantile does: narrow the bound
-	// down from the bucket's upper bound to 1/4096 of its width.
+	// down from the bucket's upper bound to 1/256 of its width.
 	below, above := h.Bounds[lo-1], h.Bounds[lo]
-	for range 12 {
+	for range 8 {
 		mid := (below + above) / 2
 		if logEvidenceBelow(h.Above(mid), n, slowShare, pr) >= thr {
 			above = mid

@@ -60,7 +60,7 @@ func TestErrorRateGate(t *testing.T) {
 	}{
 		{"no data", nil, gs, Inconclusive, "no data for the canary"},
 		{"no requests", rev(0, 0, Histogram{}), gs, Inconclusive, "no canary requests"},
-		{"1 in 3 is not 33%", rev(3, 1, Histogram{}), gs, Inconclusive, "1 errors in 3 requests (33.33%)"},
+		{"1 in 3 is not 33%", rev(3, 1, Histogram{}), gs, Inconclusive, "1 error in 3 requests (33.33%)"},
 		{"2 in 50 is not enough yet", rev(50, 2, Histogram{}), gs, Inconclusive, "< 20 needed (95%)"},
 		{"none in 100", rev(100, 0, Histogram{}), gs, Healthy, "0 errors in 100 requests"},
 		{"at the limit", rev(5000, 5, Histogram{}), gs, Healthy, "5 errors in 5000 requests (0.1%)"},

@@ -114,15 +114,27 @@ func logEvidenceBelow(x, n, p0 float64, pr betaPrior) float64 {
 // finds its end.
 func upperBound(x, n, alpha float64, pr betaPrior) float64 {
 	thr := math.Log(1 / alpha)
-	reject := func(p float64) bool { return logEvidenceBelow(x, n, p, pr) >= thr }
+	mix := pr.logMixture(x, n) // logEvidenceBelow without recomputing the mixture each time
+	reject := func(p float64) bool {
+		if p >= 1 {
+			return x < n
+		}
+		return mix-logLik(x, n, math.Max(p, x/n)) >= thr
+	}
 	if n <= 0 || !reject(1-1e-12) {
 		return 1
 	}
-	lo, hi := x/n, 1.0
+	lo := x / n
 	if reject(lo) {
 		return lo
 	}
-	for i := 0; i < 60 && hi-lo > 1e-4*hi; i++ {
+	// Bracket by doubling from the observed rate, then bisect to 0.1% of the bound, keeping
+	// the rejected (conservative) end.
+	hi := math.Max(2*lo, 1e-6)
+	for hi < 1 && !reject(hi) {
+		lo, hi = hi, math.Min(1, 2*hi)
+	}
+	for hi-lo > 1e-3*hi {
 		mid := (lo + hi) / 2
 		if reject(mid) {
 			hi = mid
