@@ -3,6 +3,7 @@ package judge
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -255,10 +256,9 @@ func (j judging) latencyP95() GateResult {
 		return r
 	}
 	r.Observed, _ = h.Quantile(0.95)
-	limit := float64(l.MaxMs)
-	k := h.Above(limit)
+	k, at := slowerThan(h, float64(l.MaxMs))
 	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
-	seen := fmt.Sprintf("p95 %.0f ms; %.0f of %.0f requests (%s) slower than %d ms", r.Observed, k, m, pct(k/m), l.MaxMs)
+	seen := fmt.Sprintf("p95 %.0f ms; %.0f of %.0f requests (%s) at or above %.0f ms", r.Observed, k, m, pct(k/m), at)
 	if ev >= 1/j.alpha {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(j.alpha, j.conf))
@@ -302,6 +302,10 @@ func (j judging) latencyToStable() GateResult {
 			cp95, sp95, pct(1-half), sh.Count())
 		return r
 	}
+	// Here the straddling bucket is spread evenly (Above): rounding the limit up to a bucket
+	// bound, as the absolute gate does, would cost most of the gate's power with 40%-wide
+	// buckets, and the stable bound's own margin more than covers the interpolation (see
+	// TestLatencyFalseAlarmsUnderRepeatedLooks).
 	limit := l.MaxRatioToStable * ub
 	k := h.Above(limit)
 	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
@@ -314,6 +318,20 @@ func (j judging) latencyToStable() GateResult {
 		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(half, 1-half))
 	}
 	return r
+}
+
+// slowerThan returns how many of h's values are surely slower than x: those in the buckets
+// that begin at or above x, so at or above at, the first bucket bound >= x. It leaves out the
+// bucket that straddles x: spreading it evenly (Above) overstates the slow share where the
+// latency density falls across the bucket, as it does around a p95, and the test would then
+// fail a canary exactly at the limit more often than alpha. x above the last bound counts
+// nothing (at is +Inf).
+func slowerThan(h Histogram, x float64) (n, at float64) {
+	i, _ := slices.BinarySearch(h.Bounds, x)
+	if i == len(h.Bounds) {
+		return 0, math.Inf(1)
+	}
+	return h.Above(h.Bounds[i]), h.Bounds[i]
 }
 
 // p95UpperBound returns the smallest bucket bound b of h such that fewer than 5% of the

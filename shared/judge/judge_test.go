@@ -3,6 +3,7 @@ package judge
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,8 +138,8 @@ func TestLatencyGates(t *testing.T) {
 		want           Status
 		detail         string
 	}{
-		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) slower than 1000 ms"},
-		{"slow", GateLatencyP95, rev(1000, 0, slow), nil, gs, Unhealthy, "300 of 1000 requests (30%) slower than 1000 ms; more than 5%"},
+		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) at or above 1171 ms"},
+		{"slow", GateLatencyP95, rev(1000, 0, slow), nil, gs, Unhealthy, "300 of 1000 requests (30%) at or above 1171 ms; more than 5%"},
 		{"1 slow in 3 is not a p95", GateLatencyP95, rev(3, 0, fewSlow), nil, gs, Inconclusive, "1 of 3 requests"},
 		{"no latency data", GateLatencyP95, rev(1000, 0, Histogram{}), nil, gs, Inconclusive, "no latency data for the canary"},
 		{"maxMs 0 is off", GateLatencyP95, rev(1000, 0, slow), nil, noMax, Healthy, "off"},
@@ -327,4 +328,63 @@ func binomial(rng *rand.Rand, n, p float64) float64 {
 		return 0
 	}
 	return distuv.Binomial{N: n, P: p, Src: rng}.Rand()
+}
+
+// TestLatencyFalseAlarmsUnderRepeatedLooks is the latency gates' version: canaries exactly at
+// the limit (p95 = maxMs; p95 = maxRatioToStable × the stable's), judged after every minute
+// on the cumulative histograms, must be declared unhealthy in fewer than alpha of streams.
+// The histogram's interpolation is part of what is checked.
+func TestLatencyFalseAlarmsUnderRepeatedLooks(t *testing.T) {
+	const looks = 60
+	bounds := latencyBounds()
+	cases := []struct {
+		name                     string
+		canaryP95, stableP95     float64
+		maxMs                    int
+		ratio                    float64
+		canaryPerLook, stablePer float64
+		streams                  int
+	}{
+		{"p95 at maxMs", 1000, 400, 1000, 0, 60, 540, 1000},
+		{"p95 at 1.5 × stable", 600, 400, 0, 1.5, 60, 540, 1000},
+		{"p95 at 1.5 × stable, 100 rps", 600, 400, 0, 1.5, 600, 5400, 200},
+	}
+	for ci, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(7, uint64(ci)))
+			gs := defaultGates()
+			gs.ErrorRate.Max, gs.ErrorRate.MaxIncreaseOverStable = 1, 1
+			gs.LatencyP95.MaxMs, gs.LatencyP95.MaxRatioToStable = c.maxMs, c.ratio
+			ccdf := cumsum(lognormalBuckets(bounds, simMedianMs*c.canaryP95/simP95Ms, c.canaryP95))
+			scdf := cumsum(lognormalBuckets(bounds, simMedianMs*c.stableP95/simP95Ms, c.stableP95))
+			draw := func(h *Histogram, cdf []float64, mean float64) int64 {
+				n := int(distuv.Poisson{Lambda: mean, Src: rng}.Rand())
+				for range n {
+					i, _ := slices.BinarySearch(cdf, rng.Float64())
+					h.Counts[min(i, len(h.Counts)-1)]++
+				}
+				return int64(n)
+			}
+			alarms := 0
+			streams := c.streams
+			for s := 0; s < streams; s++ {
+				can := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				stab := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				for l := 0; l < looks; l++ {
+					can.Requests.Total += draw(&can.Latency, ccdf, c.canaryPerLook)
+					stab.Requests.Total += draw(&stab.Latency, scdf, c.stablePer)
+					if Judge(Input{Canary: can, Stable: stab, Gates: gs}).Status == Unhealthy {
+						alarms++
+						break
+					}
+				}
+			}
+			rate := float64(alarms) / float64(streams)
+			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			if rate > 0.05 {
+				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
+			}
+		})
+	}
 }
