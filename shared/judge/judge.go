@@ -53,7 +53,7 @@ func Judge(in Input) Verdict {
 		if r.Gate == GateRequests || r.Status == Inconclusive {
 			continue
 		}
-		if r.Status == Healthy && !j.enough && !strings.HasPrefix(r.Detail, "off") {
+		if r.Status == Healthy && !j.enough && !isOff(*r) {
 			r.Status = Inconclusive
 			r.Detail += fmt.Sprintf("; not healthy before %d requests (%d so far)", minReq, j.n)
 		}
@@ -65,6 +65,12 @@ func Judge(in Input) Verdict {
 	}
 	return verdictOf(gates, in)
 }
+
+// offPrefix starts the Detail of a gate the policy turned off; such a gate is Healthy at any
+// number of requests and is left out of a healthy verdict's reason.
+const offPrefix = "off ("
+
+func isOff(r GateResult) bool { return strings.HasPrefix(r.Detail, offPrefix) }
 
 func verdictOf(gates []GateResult, in Input) Verdict {
 	v := Verdict{Gates: gates, Start: in.Start, End: in.End}
@@ -91,7 +97,7 @@ func verdictOf(gates []GateResult, in Input) Verdict {
 	if v.Status == Healthy {
 		var on []string
 		for _, r := range gates {
-			if !strings.HasPrefix(r.Detail, "off") {
+			if !isOff(r) {
 				on = append(on, r.Gate+": "+r.Detail)
 			}
 		}
@@ -160,13 +166,19 @@ func (j judging) requests(minReq int64) GateResult {
 	return r
 }
 
+// noData makes r an Inconclusive result without figures (Observed and Limit 0).
+func noData(r GateResult, detail string) GateResult {
+	r.Status, r.Detail, r.Observed, r.Limit = Inconclusive, detail, 0, 0
+	return r
+}
+
 // noCanary reports a gate without canary figures, or nil when there are some.
 func (j judging) noCanary(r GateResult) *GateResult {
 	switch {
 	case j.in.Canary == nil:
-		r.Status, r.Detail = Inconclusive, "no data for the canary"
+		r = noData(r, "no data for the canary")
 	case j.n == 0:
-		r.Status, r.Detail = Inconclusive, "no canary requests"
+		r = noData(r, "no canary requests")
 	default:
 		return nil
 	}
@@ -177,7 +189,7 @@ func (j judging) errorRate() GateResult {
 	e := j.in.Gates.ErrorRate
 	r := GateResult{Gate: GateErrorRate, Action: e.OnFail, Limit: e.Max}
 	if e.Max >= 1 {
-		r.Detail = "off (max = 1)"
+		r.Detail = offPrefix + "max = 1)"
 		return r
 	}
 	if nc := j.noCanary(r); nc != nil {
@@ -201,7 +213,7 @@ func (j judging) errorRateOverStable() GateResult {
 	d := e.MaxIncreaseOverStable
 	r := GateResult{Gate: GateErrorRateOverStable, Action: e.OnFail, Limit: d}
 	if d >= 1 {
-		r.Detail = "off (maxIncreaseOverStable = 1)"
+		r.Detail = offPrefix + "maxIncreaseOverStable = 1)"
 		return r
 	}
 	if nc := j.noCanary(r); nc != nil {
@@ -209,8 +221,7 @@ func (j judging) errorRateOverStable() GateResult {
 	}
 	s := j.in.Stable
 	if s == nil || s.Requests.Total == 0 {
-		r.Status, r.Detail = Inconclusive, "no data for the stable revision"
-		return r
+		return noData(r, "no data for the stable revision")
 	}
 	xc, nc := float64(j.in.Canary.Requests.Errors), float64(j.n)
 	xs, ns := float64(s.Requests.Errors), float64(s.Requests.Total)
@@ -243,7 +254,7 @@ func (j judging) latencyP95() GateResult {
 	l := j.in.Gates.LatencyP95
 	r := GateResult{Gate: GateLatencyP95, Action: l.OnFail, Limit: float64(l.MaxMs)}
 	if l.MaxMs <= 0 {
-		r.Detail = "off (maxMs = 0)"
+		r.Detail = offPrefix + "maxMs = 0)"
 		return r
 	}
 	if nc := j.noCanary(r); nc != nil {
@@ -252,8 +263,7 @@ func (j judging) latencyP95() GateResult {
 	h := j.in.Canary.Latency
 	m := float64(h.Count())
 	if m == 0 {
-		r.Status, r.Detail = Inconclusive, "no latency data for the canary"
-		return r
+		return noData(r, "no latency data for the canary")
 	}
 	r.Observed, _ = h.Quantile(0.95)
 	k, at := slowerThan(h, float64(l.MaxMs))
@@ -272,7 +282,7 @@ func (j judging) latencyToStable() GateResult {
 	l := j.in.Gates.LatencyP95
 	r := GateResult{Gate: GateLatencyP95ToStable, Action: l.OnFail, Limit: l.MaxRatioToStable}
 	if l.MaxRatioToStable <= 0 {
-		r.Detail = "off (maxRatioToStable = 0)"
+		r.Detail = offPrefix + "maxRatioToStable = 0)"
 		return r
 	}
 	if nc := j.noCanary(r); nc != nil {
@@ -281,12 +291,10 @@ func (j judging) latencyToStable() GateResult {
 	h := j.in.Canary.Latency
 	m := float64(h.Count())
 	if m == 0 {
-		r.Status, r.Detail = Inconclusive, "no latency data for the canary"
-		return r
+		return noData(r, "no latency data for the canary")
 	}
 	if j.in.Stable == nil || j.in.Stable.Latency.Count() == 0 {
-		r.Status, r.Detail = Inconclusive, "no latency data for the stable revision"
-		return r
+		return noData(r, "no latency data for the stable revision")
 	}
 	sh := j.in.Stable.Latency
 	cp95, _ := h.Quantile(0.95)
@@ -382,8 +390,7 @@ func (j judging) dbConnections() GateResult {
 	r := GateResult{Gate: GateDBConnections, Action: d.OnFail, Limit: d.Max}
 	c := j.in.Connections
 	if c == nil {
-		r.Status, r.Detail = Inconclusive, "no data for the database's connections"
-		return r
+		return noData(r, "no data for the database's connections")
 	}
 	maxConn := c.Max
 	if maxConn <= 0 {

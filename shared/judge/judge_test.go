@@ -83,6 +83,9 @@ func TestErrorRateGate(t *testing.T) {
 			if got.Action != policy.ActionRollback {
 				t.Errorf("got action %q, want rollback", got.Action)
 			}
+			if strings.HasPrefix(got.Detail, "no ") && (got.Observed != 0 || got.Limit != 0) {
+				t.Errorf("no data: got observed %g, limit %g, want 0, 0", got.Observed, got.Limit)
+			}
 		})
 	}
 }
