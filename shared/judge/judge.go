@@ -1,0 +1,411 @@
+package judge
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ai-square/coalmine/shared/policy"
+)
+
+// slowShare is the share of requests slower than a p95 limit that puts the p95 over it: p95 >
+// X exactly when more than 5% of requests are slower than X.
+const slowShare = 0.05
+
+// defaultConfidence is used when the policy's confidence is not in (0, 1).
+const defaultConfidence = 0.95
+
+// Judge decides on the canary's health from the figures in in. It is pure: no clock, no I/O,
+// no randomness. See docs/verification.md for the statistics.
+//
+// Every gate is Unhealthy when its test is conclusive, Healthy when it is not and the canary
+// has served at least Gates.MinRequests requests, and Inconclusive otherwise. The sequential
+// tests are valid at every sample size, so a conclusive failure counts below MinRequests too;
+// a Healthy verdict never comes before MinRequests. Missing data (no canary figures, no
+// requests, no stable figures for a comparison, no connection figures) is Inconclusive.
+func Judge(in Input) Verdict {
+	g := in.Gates
+	conf := g.ErrorRate.Confidence
+	if !(conf > 0 && conf < 1) {
+		conf = defaultConfidence
+	}
+	j := judging{in: in, alpha: 1 - conf, conf: conf}
+	if in.Canary != nil {
+		j.n = in.Canary.Requests.Total
+	}
+	minReq := int64(max(g.MinRequests, 1))
+	j.enough = in.Canary != nil && j.n >= minReq
+
+	gates := []GateResult{
+		j.requests(minReq),
+		j.errorRate(),
+		j.errorRateOverStable(),
+		j.latencyP95(),
+		j.latencyToStable(),
+	}
+	if g.DBConnections != nil {
+		gates = append(gates, j.dbConnections())
+	}
+	for i := range gates {
+		r := &gates[i]
+		if r.Gate == GateRequests || r.Status == Inconclusive {
+			continue
+		}
+		if r.Status == Healthy && !j.enough && !isOff(*r) {
+			r.Status = Inconclusive
+			r.Detail += fmt.Sprintf("; not healthy before %d requests (%d so far)", minReq, j.n)
+		}
+		if r.Status == Unhealthy && !j.enough && r.Gate == GateDBConnections {
+			// Only the sequential tests, valid at any sample size, decide below minRequests.
+			r.Status = Inconclusive
+			r.Detail += fmt.Sprintf("; not judged before %d canary requests (%d so far)", minReq, j.n)
+		}
+	}
+	return verdictOf(gates, in)
+}
+
+// offPrefix starts the Detail of a gate the policy turned off; such a gate is Healthy at any
+// number of requests and is left out of a healthy verdict's reason.
+const offPrefix = "off ("
+
+func isOff(r GateResult) bool { return strings.HasPrefix(r.Detail, offPrefix) }
+
+func verdictOf(gates []GateResult, in Input) Verdict {
+	v := Verdict{Gates: gates, Start: in.Start, End: in.End}
+	for _, r := range gates {
+		v.Status = max(v.Status, r.Status)
+	}
+	var deciding []string
+	for _, r := range gates {
+		if r.Status != v.Status {
+			continue
+		}
+		if v.Status == Unhealthy && r.Action == policy.ActionRollback {
+			v.Action = policy.ActionRollback
+		}
+		deciding = append(deciding, r.Gate+": "+r.Detail)
+	}
+	if v.Status == Unhealthy && v.Action == "" {
+		v.Action = policy.ActionPause
+	}
+	head := v.Status.String()
+	if v.Action != "" {
+		head += " (" + string(v.Action) + ")"
+	}
+	if v.Status == Healthy {
+		var on []string
+		for _, r := range gates {
+			if !isOff(r) {
+				on = append(on, r.Gate+": "+r.Detail)
+			}
+		}
+		deciding = on
+	}
+	v.Reason = head + ": " + strings.Join(deciding, "; ")
+	return v
+}
+
+type judging struct {
+	in          Input
+	alpha, conf float64
+	n           int64 // canary requests
+	enough      bool  // canary requests >= minRequests
+}
+
+// needed formats the evidence threshold 1/alpha and its confidence.
+func needed(alpha, conf float64) string {
+	return fmt.Sprintf("%s needed (%s)", num(1/alpha), pct(conf))
+}
+
+func num(x float64) string {
+	switch {
+	case math.IsInf(x, 1):
+		return "∞"
+	case x >= 1e6:
+		return strconv.FormatFloat(x, 'g', 2, 64)
+	case x >= 100:
+		return strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(x, 'g', 3, 64)
+}
+
+// pct formats a fraction as a percentage with at most two decimals: 0.0125 is "1.25%".
+func pct(f float64) string {
+	s := strconv.FormatFloat(100*f, 'f', 2, 64)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + "%"
+}
+
+// count formats n things: "1 error", "3 errors".
+func count(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.FormatInt(n, 10) + " " + thing + "s"
+}
+
+func ratio(x, n float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return x / n
+}
+
+func (j judging) requests(minReq int64) GateResult {
+	r := GateResult{Gate: GateRequests, Observed: float64(j.n), Limit: float64(minReq)}
+	switch {
+	case j.in.Canary == nil:
+		r.Status, r.Detail = Inconclusive, "no data for the canary"
+	case j.n < minReq:
+		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%d of %d requests", j.n, minReq)
+	default:
+		r.Status, r.Detail = Healthy, fmt.Sprintf("%d requests (at least %d)", j.n, minReq)
+	}
+	return r
+}
+
+// noData makes r an Inconclusive result without figures (Observed and Limit 0).
+func noData(r GateResult, detail string) GateResult {
+	r.Status, r.Detail, r.Observed, r.Limit = Inconclusive, detail, 0, 0
+	return r
+}
+
+// noCanary reports a gate without canary figures, or nil when there are some.
+func (j judging) noCanary(r GateResult) *GateResult {
+	switch {
+	case j.in.Canary == nil:
+		r = noData(r, "no data for the canary")
+	case j.n == 0:
+		r = noData(r, "no canary requests")
+	default:
+		return nil
+	}
+	return &r
+}
+
+func (j judging) errorRate() GateResult {
+	e := j.in.Gates.ErrorRate
+	r := GateResult{Gate: GateErrorRate, Action: e.OnFail, Limit: e.Max}
+	if e.Max >= 1 {
+		r.Detail = offPrefix + "max = 1)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	x, n := float64(j.in.Canary.Requests.Errors), float64(j.n)
+	r.Observed = ratio(x, n)
+	ev := math.Exp(logEvidenceAbove(x, n, e.Max, priorAbove(e.Max)))
+	seen := fmt.Sprintf("%s in %s (%s)", count(j.in.Canary.Requests.Errors, "error"), count(j.n, "request"), pct(r.Observed))
+	if ev >= 1/j.alpha {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; above %s: evidence %s >= %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of more than %s %s < %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
+	}
+	return r
+}
+
+func (j judging) errorRateOverStable() GateResult {
+	e := j.in.Gates.ErrorRate
+	d := e.MaxIncreaseOverStable
+	r := GateResult{Gate: GateErrorRateOverStable, Action: e.OnFail, Limit: d}
+	if d >= 1 {
+		r.Detail = offPrefix + "maxIncreaseOverStable = 1)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	s := j.in.Stable
+	if s == nil || s.Requests.Total == 0 {
+		return noData(r, "no data for the stable revision")
+	}
+	xc, nc := float64(j.in.Canary.Requests.Errors), float64(j.n)
+	xs, ns := float64(s.Requests.Errors), float64(s.Requests.Total)
+	r.Observed = ratio(xc, nc) - ratio(xs, ns)
+	// Half the error probability bounds the stable rate from above for good, half tests the
+	// canary against that bound plus the allowed increase.
+	half := j.alpha / 2
+	ub := upperBound(xs, ns, half, stablePrior(d))
+	p0 := math.Min(1, ub+d)
+	ev := math.Exp(logEvidenceAbove(xc, nc, p0, priorAbove(math.Max(d, 1e-6))))
+	seen := fmt.Sprintf("canary %s (%d/%d), stable %s (%d/%d, at most %s at %s)",
+		pct(ratio(xc, nc)), j.in.Canary.Requests.Errors, j.n, pct(ratio(xs, ns)), s.Requests.Errors, s.Requests.Total,
+		pct(ub), pct(1-half))
+	if ev >= 1/half {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; canary above %s: evidence %s >= %s", seen, pct(p0), num(ev), needed(half, 1-half))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of canary above %s %s < %s", seen, pct(p0), num(ev), needed(half, 1-half))
+	}
+	return r
+}
+
+// stablePrior is the fixed prior of the stable revision's upper confidence bound: mean a third
+// of the allowed increase, the scale at which the bound matters.
+func stablePrior(d float64) betaPrior {
+	return priorBelow(math.Max(d, 3e-6))
+}
+
+func (j judging) latencyP95() GateResult {
+	l := j.in.Gates.LatencyP95
+	r := GateResult{Gate: GateLatencyP95, Action: l.OnFail, Limit: float64(l.MaxMs)}
+	if l.MaxMs <= 0 {
+		r.Detail = offPrefix + "maxMs = 0)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	h := j.in.Canary.Latency
+	m := float64(h.Count())
+	if m == 0 {
+		return noData(r, "no latency data for the canary")
+	}
+	r.Observed, _ = h.Quantile(0.95)
+	k, at := slowerThan(h, float64(l.MaxMs))
+	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
+	seen := fmt.Sprintf("p95 %.0f ms; %.0f of %.0f requests (%s) at or above %.0f ms", r.Observed, k, m, pct(k/m), at)
+	if ev >= 1/j.alpha {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(j.alpha, j.conf))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(j.alpha, j.conf))
+	}
+	return r
+}
+
+func (j judging) latencyToStable() GateResult {
+	l := j.in.Gates.LatencyP95
+	r := GateResult{Gate: GateLatencyP95ToStable, Action: l.OnFail, Limit: l.MaxRatioToStable}
+	if l.MaxRatioToStable <= 0 {
+		r.Detail = offPrefix + "maxRatioToStable = 0)"
+		return r
+	}
+	if nc := j.noCanary(r); nc != nil {
+		return *nc
+	}
+	h := j.in.Canary.Latency
+	m := float64(h.Count())
+	if m == 0 {
+		return noData(r, "no latency data for the canary")
+	}
+	if j.in.Stable == nil || j.in.Stable.Latency.Count() == 0 {
+		return noData(r, "no latency data for the stable revision")
+	}
+	sh := j.in.Stable.Latency
+	cp95, _ := h.Quantile(0.95)
+	sp95, _ := sh.Quantile(0.95)
+	if sp95 > 0 {
+		r.Observed = cp95 / sp95
+	}
+	half := j.alpha / 2
+	ub, ok := p95UpperBound(sh, half)
+	if !ok {
+		r.Status = Inconclusive
+		r.Detail = fmt.Sprintf("canary p95 %.0f ms, stable p95 %.0f ms; the stable p95 is not yet bounded at %s (%d requests)",
+			cp95, sp95, pct(1-half), sh.Count())
+		return r
+	}
+	// Here the straddling bucket is spread evenly (Above): rounding the limit up to a bucket
+	// bound, as the absolute gate does, would cost most of the gate's power with 40%-wide
+	// buckets, and the stable bound's own margin more than covers the interpolation (see
+	// TestLatencyFalseAlarmsUnderRepeatedLooks).
+	limit := l.MaxRatioToStable * ub
+	k := h.Above(limit)
+	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
+	seen := fmt.Sprintf("canary p95 %.0f ms, stable p95 %.0f ms (at most %.0f at %s); %.0f of %.0f canary requests (%s) slower than %.3g × %.0f = %.0f ms",
+		cp95, sp95, ub, pct(1-half), k, m, pct(k/m), l.MaxRatioToStable, ub, limit)
+	if ev >= 1/half {
+		r.Status = Unhealthy
+		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(half, 1-half))
+	} else {
+		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(half, 1-half))
+	}
+	return r
+}
+
+// slowerThan returns how many of h's values are surely slower than x: those in the buckets
+// that begin at or above x, so at or above at, the first bucket bound >= x. It leaves out the
+// bucket that straddles x: spreading it evenly (Above) overstates the slow share where the
+// latency density falls across the bucket, as it does around a p95, and the test would then
+// fail a canary exactly at the limit more often than alpha. x above the last bound counts
+// nothing (at is +Inf).
+func slowerThan(h Histogram, x float64) (n, at float64) {
+	i, _ := slices.BinarySearch(h.Bounds, x)
+	if i == len(h.Bounds) {
+		return 0, math.Inf(1)
+	}
+	return h.Above(h.Bounds[i]), h.Bounds[i]
+}
+
+// p95UpperBound returns the smallest bucket bound b of h such that fewer than 5% of the
+// revision's requests are slower than b with confidence 1-alpha (the lower test of the share
+// above b against 5% rejects), a time-uniform upper confidence bound on its p95. ok is false
+// when no bound qualifies yet. The share above b falls as b grows, so the qualifying bounds
+// are the top of the list and a binary search finds the lowest; inside its bucket the bound
+// is then narrowed with the bucket's values spread evenly (Monitoring's own interpolation).
+func p95UpperBound(h Histogram, alpha float64) (float64, bool) {
+	n := float64(h.Count())
+	if n == 0 || len(h.Bounds) == 0 {
+		return 0, false
+	}
+	thr := math.Log(1 / alpha)
+	pr := priorBelow(slowShare)
+	ok := func(i int) bool { return logEvidenceBelow(h.Above(h.Bounds[i]), n, slowShare, pr) >= thr }
+	lo, hi := 0, len(h.Bounds) // find the first i in [lo, hi) with ok(i)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if ok(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	if lo == len(h.Bounds) {
+		return 0, false
+	}
+	if lo == 0 {
+		return h.Bounds[0], true
+	}
+	// Within the bucket, Above spreads its values evenly, as Quantile does: narrow the bound
+	// down from the bucket's upper bound to 1/256 of its width.
+	below, above := h.Bounds[lo-1], h.Bounds[lo]
+	for range 8 {
+		mid := (below + above) / 2
+		if logEvidenceBelow(h.Above(mid), n, slowShare, pr) >= thr {
+			above = mid
+		} else {
+			below = mid
+		}
+	}
+	return above, true
+}
+
+func (j judging) dbConnections() GateResult {
+	d := j.in.Gates.DBConnections
+	r := GateResult{Gate: GateDBConnections, Action: d.OnFail, Limit: d.Max}
+	c := j.in.Connections
+	if c == nil {
+		return noData(r, "no data for the database's connections")
+	}
+	maxConn := c.Max
+	if maxConn <= 0 {
+		maxConn = d.MaxConnections
+	}
+	if maxConn <= 0 {
+		r.Status, r.Detail = Inconclusive, "max_connections unknown"
+		return r
+	}
+	r.Observed = c.InUse / float64(maxConn)
+	seen := fmt.Sprintf("%.0f of %d connections in use (%s)", c.InUse, maxConn, pct(r.Observed))
+	if r.Observed > d.Max {
+		r.Status, r.Detail = Unhealthy, fmt.Sprintf("%s; above %s", seen, pct(d.Max))
+	} else {
+		r.Detail = fmt.Sprintf("%s; at most %s", seen, pct(d.Max))
+	}
+	return r
+}

@@ -1,0 +1,393 @@
+package judge
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ai-square/coalmine/shared/policy"
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// defaultGates are the policy's default gates.
+func defaultGates() policy.Gates { return policy.Defaults().Gates }
+
+// hist returns a histogram in the simulation's bucket layout with count values at each of
+// the given latencies (ms).
+func hist(at map[float64]int64) Histogram {
+	bounds := latencyBounds()
+	h := Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}
+	for v, c := range at {
+		h.Counts[bucketOf(bounds, v)] += c
+	}
+	return h
+}
+
+// bucketOf returns the index in Counts of value v.
+func bucketOf(bounds []float64, v float64) int {
+	i := 0
+	for i < len(bounds) && v >= bounds[i] {
+		i++
+	}
+	return i
+}
+
+func rev(total, errors int64, lat Histogram) *Revision {
+	return &Revision{Name: "r", Requests: Requests{Total: total, Errors: errors}, Latency: lat}
+}
+
+func gate(t *testing.T, v Verdict, name string) GateResult {
+	t.Helper()
+	for _, g := range v.Gates {
+		if g.Gate == name {
+			return g
+		}
+	}
+	t.Fatalf("verdict has no gate %q: %+v", name, v.Gates)
+	return GateResult{}
+}
+
+func TestErrorRateGate(t *testing.T) {
+	gs := defaultGates()
+	with := func(f func(*policy.Gates)) policy.Gates { g := gs; f(&g); return g }
+	cases := []struct {
+		name   string
+		canary *Revision
+		gates  policy.Gates
+		want   Status
+		detail string
+	}{
+		{"no data", nil, gs, Inconclusive, "no data for the canary"},
+		{"no requests", rev(0, 0, Histogram{}), gs, Inconclusive, "no canary requests"},
+		{"1 in 3 is not 33%", rev(3, 1, Histogram{}), gs, Inconclusive, "1 error in 3 requests (33.33%)"},
+		{"2 in 50 is not enough yet", rev(50, 2, Histogram{}), gs, Inconclusive, "< 20 needed (95%)"},
+		{"none in 100", rev(100, 0, Histogram{}), gs, Healthy, "0 errors in 100 requests"},
+		{"at the limit", rev(5000, 5, Histogram{}), gs, Healthy, "5 errors in 5000 requests (0.1%)"},
+		{"3 in 240", rev(240, 3, Histogram{}), gs, Unhealthy, "3 errors in 240 requests (1.25%); above 0.1%: evidence 22.3 >= 20 needed (95%)"},
+		{"3 in 300 is not", rev(300, 3, Histogram{}), gs, Healthy, "evidence of more than 0.1% 17.1 < 20"},
+		{"conclusive below minRequests", rev(60, 5, Histogram{}), gs, Unhealthy, "5 errors in 60 requests"},
+		{"max 1 is off", rev(100, 100, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 1 }), Healthy, "off"},
+		{"max 0: any 5xx fails", rev(1000, 1, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 0 }), Unhealthy, "evidence ∞"},
+		{"max 0: none is fine", rev(1000, 0, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 0 }), Healthy, "0 errors"},
+		{"confidence 0.99 asks more", rev(240, 3, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Confidence = 0.99 }), Healthy, "< 100 needed (99%)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Judge(Input{Canary: c.canary, Gates: c.gates})
+			got := gate(t, v, GateErrorRate)
+			if got.Status != c.want || !strings.Contains(got.Detail, c.detail) {
+				t.Errorf("got %v %q, want %v containing %q", got.Status, got.Detail, c.want, c.detail)
+			}
+			if got.Action != policy.ActionRollback {
+				t.Errorf("got action %q, want rollback", got.Action)
+			}
+			if strings.HasPrefix(got.Detail, "no ") && (got.Observed != 0 || got.Limit != 0) {
+				t.Errorf("no data: got observed %g, limit %g, want 0, 0", got.Observed, got.Limit)
+			}
+		})
+	}
+}
+
+func TestErrorRateOverStableGate(t *testing.T) {
+	gs := defaultGates()
+	gs.ErrorRate.Max = 1 // isolate the comparison
+	off := gs
+	off.ErrorRate.MaxIncreaseOverStable = 1
+	cases := []struct {
+		name           string
+		canary, stable *Revision
+		gates          policy.Gates
+		want           Status
+		detail         string
+	}{
+		{"stable missing", rev(1000, 50, Histogram{}), nil, gs, Inconclusive, "no data for the stable revision"},
+		{"stable without requests", rev(1000, 50, Histogram{}), rev(0, 0, Histogram{}), gs, Inconclusive, "no data for the stable revision"},
+		{"no canary", nil, rev(1000, 1, Histogram{}), gs, Inconclusive, "no data for the canary"},
+		{"far above", rev(1000, 20, Histogram{}), rev(10000, 10, Histogram{}), gs, Unhealthy, "canary 2% (20/1000), stable 0.1% (10/10000"},
+		{"within the increase", rev(1000, 8, Histogram{}), rev(10000, 60, Histogram{}), gs, Healthy, "canary 0.8%"},
+		{"same rate", rev(2000, 2, Histogram{}), rev(20000, 20, Histogram{}), gs, Healthy, "stable 0.1%"},
+		{"off", rev(1000, 500, Histogram{}), rev(10000, 10, Histogram{}), off, Healthy, "off"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Judge(Input{Canary: c.canary, Stable: c.stable, Gates: c.gates})
+			got := gate(t, v, GateErrorRateOverStable)
+			if got.Status != c.want || !strings.Contains(got.Detail, c.detail) {
+				t.Errorf("got %v %q, want %v containing %q", got.Status, got.Detail, c.want, c.detail)
+			}
+		})
+	}
+}
+
+func TestLatencyGates(t *testing.T) {
+	gs := defaultGates()
+	noRatio := gs
+	noRatio.LatencyP95.MaxRatioToStable = 0
+	noMax := gs
+	noMax.LatencyP95.MaxMs = 0
+	fast := hist(map[float64]int64{100: 900, 300: 100})             // p95 ~300 ms
+	slow := hist(map[float64]int64{100: 700, 2000: 300})            // 30% over 1000 ms
+	fewSlow := hist(map[float64]int64{100: 2, 2000: 1})             // 1 in 3 slow
+	stable := hist(map[float64]int64{100: 9000, 300: 1000})         // p95 ~300 ms
+	slower := hist(map[float64]int64{100: 700, 300: 100, 900: 200}) // 20% at 900 ms: p95 ~900, 3× stable
+	similar := hist(map[float64]int64{100: 880, 300: 100, 400: 20}) // p95 ~300 ms
+	cases := []struct {
+		name           string
+		gateName       string
+		canary, stable *Revision
+		gates          policy.Gates
+		want           Status
+		detail         string
+	}{
+		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) at or above 1171 ms"},
+		{"slow", GateLatencyP95, rev(1000, 0, slow), nil, gs, Unhealthy, "300 of 1000 requests (30%) at or above 1171 ms; more than 5%"},
+		{"1 slow in 3 is not a p95", GateLatencyP95, rev(3, 0, fewSlow), nil, gs, Inconclusive, "1 of 3 requests"},
+		{"no latency data", GateLatencyP95, rev(1000, 0, Histogram{}), nil, gs, Inconclusive, "no latency data for the canary"},
+		{"maxMs 0 is off", GateLatencyP95, rev(1000, 0, slow), nil, noMax, Healthy, "off"},
+		{"ratio: stable missing", GateLatencyP95ToStable, rev(1000, 0, slower), nil, gs, Inconclusive, "no latency data for the stable revision"},
+		{"ratio: stable without latency", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, Histogram{}), gs, Inconclusive, "no latency data for the stable revision"},
+		{"ratio: 3× stable", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, stable), gs, Unhealthy, "more than 5%"},
+		{"ratio: similar", GateLatencyP95ToStable, rev(1000, 0, similar), rev(10000, 0, stable), gs, Healthy, "canary p95"},
+		{"ratio: stable not yet bounded", GateLatencyP95ToStable, rev(1000, 0, similar), rev(5, 0, hist(map[float64]int64{100: 5})), gs, Inconclusive, "not yet bounded"},
+		{"ratio 0 is off", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, stable), noRatio, Healthy, "off"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Judge(Input{Canary: c.canary, Stable: c.stable, Gates: c.gates})
+			got := gate(t, v, c.gateName)
+			if got.Status != c.want || !strings.Contains(got.Detail, c.detail) {
+				t.Errorf("got %v %q, want %v containing %q", got.Status, got.Detail, c.want, c.detail)
+			}
+			if got.Action != policy.ActionPause {
+				t.Errorf("got action %q, want pause", got.Action)
+			}
+		})
+	}
+}
+
+func TestDBConnectionsGate(t *testing.T) {
+	gs := defaultGates()
+	if v := Judge(Input{Canary: rev(1000, 0, Histogram{}), Gates: gs}); len(v.Gates) != 5 {
+		t.Errorf("without the gate: got %d gates, want 5", len(v.Gates))
+	}
+	gs.DBConnections = &policy.DBConnectionsGate{Max: 0.8, MaxConnections: 100, OnFail: policy.ActionRollback}
+	cases := []struct {
+		name   string
+		n      int64
+		conn   *Connections
+		want   Status
+		detail string
+	}{
+		{"no data", 1000, nil, Inconclusive, "no data for the database's connections"},
+		{"within", 1000, &Connections{InUse: 50, Max: 100}, Healthy, "50 of 100 connections in use (50%)"},
+		{"max from the policy", 1000, &Connections{InUse: 50}, Healthy, "50 of 100"},
+		{"over", 1000, &Connections{InUse: 90, Max: 100}, Unhealthy, "90 of 100 connections in use (90%); above 80%"},
+		{"over below minRequests", 10, &Connections{InUse: 90, Max: 100}, Inconclusive, "not judged before 100 canary requests"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Judge(Input{Canary: rev(c.n, 0, Histogram{}), Connections: c.conn, Gates: gs})
+			got := gate(t, v, GateDBConnections)
+			if got.Status != c.want || !strings.Contains(got.Detail, c.detail) {
+				t.Errorf("got %v %q, want %v containing %q", got.Status, got.Detail, c.want, c.detail)
+			}
+		})
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	gs := defaultGates()
+	stable := rev(10000, 10, hist(map[float64]int64{100: 9000, 300: 1000}))
+	good := hist(map[float64]int64{100: 900, 300: 100})
+	slow := hist(map[float64]int64{100: 700, 2000: 300})
+	cases := []struct {
+		name       string
+		in         Input
+		want       Status
+		wantAction policy.Action
+		reason     string
+	}{
+		{"no data is never healthy", Input{Gates: gs, Stable: stable}, Inconclusive, "", "inconclusive: requests: no data for the canary"},
+		{"no requests", Input{Gates: gs, Canary: rev(0, 0, Histogram{}), Stable: stable}, Inconclusive, "", "requests: 0 of 100 requests"},
+		{"healthy", Input{Gates: gs, Canary: rev(1000, 1, good), Stable: stable}, Healthy, "", "healthy: requests: 1000 requests"},
+		{"below minRequests", Input{Gates: gs, Canary: rev(99, 0, good), Stable: stable}, Inconclusive, "", "requests: 99 of 100 requests"},
+		{"stable missing holds", Input{Gates: gs, Canary: rev(1000, 1, good)}, Inconclusive, "", "errorRate.overStable: no data for the stable revision"},
+		{"latency pauses", Input{Gates: gs, Canary: rev(1000, 1, slow), Stable: stable}, Unhealthy, policy.ActionPause, "unhealthy (pause): latencyP95:"},
+		{"errors roll back", Input{Gates: gs, Canary: rev(1000, 50, good), Stable: stable}, Unhealthy, policy.ActionRollback, "unhealthy (rollback): errorRate:"},
+		{"rollback beats pause", Input{Gates: gs, Canary: rev(1000, 50, slow), Stable: stable}, Unhealthy, policy.ActionRollback, "latencyP95:"},
+		{"unhealthy beats inconclusive", Input{Gates: gs, Canary: rev(50, 10, good)}, Unhealthy, policy.ActionRollback, "errorRate: 10 errors in 50"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Judge(c.in)
+			if v.Status != c.want || v.Action != c.wantAction || !strings.Contains(v.Reason, c.reason) {
+				t.Errorf("got %v %q %q, want %v %q containing %q", v.Status, v.Action, v.Reason, c.want, c.wantAction, c.reason)
+			}
+			for _, g := range v.Gates {
+				if g.Status > v.Status {
+					t.Errorf("gate %s is %v above the verdict's %v", g.Gate, g.Status, v.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestStatusOrder(t *testing.T) {
+	if !(Healthy < Inconclusive && Inconclusive < Unhealthy) {
+		t.Fatal("statuses out of order")
+	}
+	for s, want := range map[Status]string{Healthy: "healthy", Inconclusive: "inconclusive", Unhealthy: "unhealthy", 7: "unknown"} {
+		if got := s.String(); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestEvidenceMonotone checks what the comparisons with the stable revision rely on: the
+// evidence of a rate above p0 falls as p0 grows, and the evidence of a rate below p0 rises.
+func TestEvidenceMonotone(t *testing.T) {
+	pr := priorAbove(0.005)
+	prev := math.Inf(1)
+	for p0 := 0.001; p0 < 0.5; p0 *= 1.1 {
+		got := logEvidenceAbove(30, 1000, p0, pr)
+		if got > prev+1e-9 {
+			t.Fatalf("above: evidence rose from %g to %g at p0 %g", prev, got, p0)
+		}
+		prev = got
+	}
+	prev = math.Inf(-1)
+	for p0 := 0.001; p0 < 0.5; p0 *= 1.1 {
+		got := logEvidenceBelow(3, 1000, p0, pr)
+		if got < prev-1e-9 {
+			t.Fatalf("below: evidence fell from %g to %g at p0 %g", prev, got, p0)
+		}
+		prev = got
+	}
+}
+
+// TestFalseAlarmsUnderRepeatedLooks draws streams at the gate's limit (the worst case of H0)
+// and judges the cumulative counts after every look; the share of streams ever declared
+// unhealthy must stay below alpha = 1 - confidence however many looks there are.
+func TestFalseAlarmsUnderRepeatedLooks(t *testing.T) {
+	const streams = 2000
+	cases := []struct {
+		name        string
+		p, max      float64
+		perLook     float64 // mean requests per look
+		looks       int
+		stableRatio float64 // 0: the absolute gate; else the comparison with a stable of this many times the traffic
+	}{
+		{"absolute at 1% max, 200 looks of 50", 0.01, 0.01, 50, 200, 0},
+		{"absolute at 0.1% max, 300 looks of 600", 0.001, 0.001, 600, 300, 0},
+		{"absolute at 5% max, 500 looks of 1", 0.05, 0.05, 1, 500, 0},
+		{"over stable at the increase, 200 looks of 60", 0.006, 0, 60, 200, 9},
+	}
+	for ci, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(42, uint64(ci)))
+			gs := defaultGates()
+			gs.ErrorRate.Max = 1
+			gs.ErrorRate.MaxIncreaseOverStable = 1
+			if c.stableRatio == 0 {
+				gs.ErrorRate.Max = c.max
+			} else {
+				gs.ErrorRate.MaxIncreaseOverStable = 0.005
+			}
+			alarms := 0
+			for s := 0; s < streams; s++ {
+				var can, stab Requests
+				for l := 0; l < c.looks; l++ {
+					n := distuv.Poisson{Lambda: c.perLook, Src: rng}.Rand()
+					can.Total += int64(n)
+					can.Errors += int64(binomial(rng, n, c.p))
+					in := Input{Canary: &Revision{Requests: can}, Gates: gs}
+					if c.stableRatio > 0 {
+						ns := distuv.Poisson{Lambda: c.perLook * c.stableRatio, Src: rng}.Rand()
+						stab.Total += int64(ns)
+						stab.Errors += int64(binomial(rng, ns, 0.001))
+						in.Stable = &Revision{Requests: stab}
+					}
+					if Judge(in).Status == Unhealthy {
+						alarms++
+						break
+					}
+				}
+			}
+			rate := float64(alarms) / streams
+			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			if rate > 0.05 {
+				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
+			}
+		})
+	}
+}
+
+// binomial draws a Binomial(n, p) count.
+func binomial(rng *rand.Rand, n, p float64) float64 {
+	if n <= 0 || p <= 0 {
+		return 0
+	}
+	return distuv.Binomial{N: n, P: p, Src: rng}.Rand()
+}
+
+// TestLatencyFalseAlarmsUnderRepeatedLooks is the latency gates' version: canaries exactly at
+// the limit (p95 = maxMs; p95 = maxRatioToStable × the stable's), judged after every minute
+// on the cumulative histograms, must be declared unhealthy in fewer than alpha of streams.
+// The histogram's interpolation is part of what is checked.
+func TestLatencyFalseAlarmsUnderRepeatedLooks(t *testing.T) {
+	const looks = 60
+	bounds := latencyBounds()
+	cases := []struct {
+		name                     string
+		canaryP95, stableP95     float64
+		maxMs                    int
+		ratio                    float64
+		canaryPerLook, stablePer float64
+		streams                  int
+	}{
+		{"p95 at maxMs", 1000, 400, 1000, 0, 60, 540, 1000},
+		{"p95 at 1.5 × stable", 600, 400, 0, 1.5, 60, 540, 1000},
+		{"p95 at 1.5 × stable, 100 rps", 600, 400, 0, 1.5, 600, 5400, 200},
+	}
+	for ci, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(7, uint64(ci)))
+			gs := defaultGates()
+			gs.ErrorRate.Max, gs.ErrorRate.MaxIncreaseOverStable = 1, 1
+			gs.LatencyP95.MaxMs, gs.LatencyP95.MaxRatioToStable = c.maxMs, c.ratio
+			ccdf := cumsum(lognormalBuckets(bounds, simMedianMs*c.canaryP95/simP95Ms, c.canaryP95))
+			scdf := cumsum(lognormalBuckets(bounds, simMedianMs*c.stableP95/simP95Ms, c.stableP95))
+			draw := func(h *Histogram, cdf []float64, mean float64) int64 {
+				n := int(distuv.Poisson{Lambda: mean, Src: rng}.Rand())
+				for range n {
+					i, _ := slices.BinarySearch(cdf, rng.Float64())
+					h.Counts[min(i, len(h.Counts)-1)]++
+				}
+				return int64(n)
+			}
+			alarms := 0
+			streams := c.streams
+			for s := 0; s < streams; s++ {
+				can := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				stab := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				for l := 0; l < looks; l++ {
+					can.Requests.Total += draw(&can.Latency, ccdf, c.canaryPerLook)
+					stab.Requests.Total += draw(&stab.Latency, scdf, c.stablePer)
+					if Judge(Input{Canary: can, Stable: stab, Gates: gs}).Status == Unhealthy {
+						alarms++
+						break
+					}
+				}
+			}
+			rate := float64(alarms) / float64(streams)
+			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			if rate > 0.05 {
+				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
+			}
+		})
+	}
+}
