@@ -141,8 +141,8 @@ func TestLatencyGates(t *testing.T) {
 		want           Status
 		detail         string
 	}{
-		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) at or above 1171 ms"},
-		{"slow", GateLatencyP95, rev(1000, 0, slow), nil, gs, Unhealthy, "300 of 1000 requests (30%) at or above 1171 ms; more than 5%"},
+		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) at or above 1024 ms"},
+		{"slow", GateLatencyP95, rev(1000, 0, slow), nil, gs, Unhealthy, "300 of 1000 requests (30%) at or above 1024 ms; more than 5%"},
 		{"1 slow in 3 is not a p95", GateLatencyP95, rev(3, 0, fewSlow), nil, gs, Inconclusive, "1 of 3 requests"},
 		{"no latency data", GateLatencyP95, rev(1000, 0, Histogram{}), nil, gs, Inconclusive, "no latency data for the canary"},
 		{"maxMs 0 is off", GateLatencyP95, rev(1000, 0, slow), nil, noMax, Healthy, "off"},

@@ -2,11 +2,11 @@ package judge
 
 import "math"
 
-// Latency bucket layout of the tests and the simulation: Cloud Monitoring's exponential
-// buckets with growth factor 1.4, scale 1 ms and 64 finite buckets, so bounds 1.4^0 ..
-// 1.4^64 ms (see docs/verification.md for why this layout).
+// Latency bucket layout of the tests and the simulation: the local Monitoring server's
+// request_latencies layout (infra/local/monitoringemu: exponential, growth factor √2, scale
+// 1 ms, 64 finite buckets, so bounds √2^0 .. √2^64 ms; see docs/verification.md for why).
 const (
-	layoutGrowth = 1.4
+	layoutGrowth = math.Sqrt2
 	layoutScale  = 1.0
 	layoutFinite = 64
 )
