@@ -1,10 +1,12 @@
 // Package cloud starts the whole local cloud in one process: Pub/Sub
 // (embedded pstest, Google's emulator, or the server PUBSUB_EMULATOR_HOST
 // names), the topology from events.Triggers, the Cloud Run emulator with
-// every policy service serving a stable revision, the functions over real
-// HTTP (through functions-framework-go's own handler), the Eventarc-like bridge
-// between them, and a ticker standing in for Cloud Scheduler. It is what
-// `coalmine local up` runs and what the end-to-end tests start.
+// every policy service serving a stable revision, Cloud Monitoring fed by
+// the Cloud Run emulator's requests and the local PostgreSQL's connections,
+// the functions over real HTTP (through functions-framework-go's own
+// handler), the Eventarc-like bridge between them, and a ticker standing in
+// for Cloud Scheduler. It is what `coalmine local up` runs and what the
+// end-to-end tests start.
 package cloud
 
 import (
@@ -38,6 +40,7 @@ import (
 	"github.com/ai-square/coalmine/functions/verify"
 	"github.com/ai-square/coalmine/infra/local/bridge"
 	"github.com/ai-square/coalmine/infra/local/gcsemu"
+	"github.com/ai-square/coalmine/infra/local/monitoringemu"
 	"github.com/ai-square/coalmine/infra/local/postgres"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
 	"github.com/ai-square/coalmine/infra/local/runemu"
@@ -98,6 +101,10 @@ type Config struct {
 	// Now is the functions' clock (default time.Now): tests set it to
 	// reach a deploy window at any hour.
 	Now func() time.Time
+	// FastMonitoring runs the Cloud Monitoring server in its fast mode (no
+	// ingestion delay, 1s sample and alignment periods) instead of Google's
+	// timing. For demos and tests only: no figure may be taken from it.
+	FastMonitoring bool
 }
 
 // Cloud is a running local cloud.
@@ -120,8 +127,11 @@ type Cloud struct {
 	Postgres        *postgres.Server
 	DatabaseSkipped string
 	// Backups takes and restores backups.
-	Backups      *backup.Runner
-	Run          *runemu.Server
+	Backups *backup.Runner
+	Run     *runemu.Server
+	// Monitoring is Cloud Monitoring, fed by the Cloud Run emulator's
+	// front proxies and the local PostgreSQL.
+	Monitoring   *monitoringemu.Server
 	Bridge       *bridge.Bridge
 	FunctionsURL string
 	Bus          *publish.Bus
@@ -216,7 +226,10 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		return nil, err
 	}
 
-	// Cloud Run.
+	// Cloud Monitoring, then Cloud Run feeding it.
+	if err := c.startMonitoring(cfg); err != nil {
+		return nil, err
+	}
 	reg := runemu.NewRegistry()
 	reg.SetDir(ImagesDir(dir))
 	c.Run, err = runemu.New(runemu.Options{
@@ -227,6 +240,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		return nil, fmt.Errorf("local cloud: cloud run: %w", err)
 	}
 	c.closers = append(c.closers, c.Run.Close)
+	c.recordRequests()
 	if err := c.createServices(ctx, reg); err != nil {
 		return nil, err
 	}
@@ -277,6 +291,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		c.ticks.Add(1)
 		go c.tick(tctx, cfg.TickEvery)
 	}
+	c.sampleConnections(tctx, c.Monitoring.SamplePeriod())
 
 	c.Env = map[string]string{
 		"PUBSUB_EMULATOR_HOST":    c.Pubsub.Host(),
@@ -292,6 +307,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 	for k, v := range c.dbURLs {
 		c.Env[k] = v
 	}
+	maps.Copy(c.Env, c.monitoringEnv())
 	if err := WriteEnv(filepath.Join(dir, EnvFile), c.Env); err != nil {
 		return nil, err
 	}

@@ -19,13 +19,17 @@ import (
 func init() {
 	var backend string
 	var tick time.Duration
+	var fast bool
 	register(&command{
 		name:    "local up",
-		args:    "[--dir DIR] [--config FILE] [--pubsub pstest|gcloud|external] [--tick 30s]",
+		args:    "[--dir DIR] [--config FILE] [--pubsub pstest|gcloud|external] [--tick 30s] [--fast]",
 		summary: "Start the local cloud and the functions in the foreground until interrupted.",
 		detail: `Starts Pub/Sub (embedded pstest; or Google's emulator with --pubsub gcloud; or the server
 PUBSUB_EMULATOR_HOST names), the Cloud Run emulator with every policy service serving a stable
-revision, the functions, the Eventarc-like bridge and a Scheduler tick. When ready it writes
+revision, Cloud Monitoring (fed by every request the services' URLs and tag URLs serve, and by
+the local PostgreSQL's connections), the functions, the Eventarc-like bridge and a Scheduler
+tick. Monitoring keeps Google's timing (each minute's data visible 2–3 minutes after it ends,
+alignment periods of at least 60s) unless --fast shortens it. When ready it writes
 DIR/local.env (KEY=value lines other coalmine commands and Google's clients read) and prints
 "ready". The local cloud's logs (JSON lines) go to DIR/local.log, not to the terminal; an error
 that stops start-up is printed. Without --config it uses the built-in example policy (one
@@ -34,9 +38,10 @@ service, ai-square).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&backend, "pubsub", "", "the Pub/Sub server: `pstest|gcloud|external` (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
 			fs.DurationVar(&tick, "tick", 30*time.Second, "fire the Scheduler tick (the watchdog) every `DURATION`")
+			fs.BoolVar(&fast, "fast", false, "run Cloud Monitoring without Google's delays (data visible at once, 1s periods): for demos and tests; take no figure from it")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			cfg := cloud.Config{Dir: a.dir, Pubsub: pubsubemu.Backend(backend), TickEvery: tick}
+			cfg := cloud.Config{Dir: a.dir, Pubsub: pubsubemu.Backend(backend), TickEvery: tick, FastMonitoring: fast}
 			if a.config != "" {
 				b, err := os.ReadFile(a.config)
 				if err != nil {
@@ -60,6 +65,7 @@ service, ai-square).`,
 			}
 			defer c.Close()
 			fmt.Fprintf(a.stdout, "Pub/Sub        %s\nCloud Run      %s\nfunctions      %s\n", c.Pubsub.Host(), c.Run.Addr(), c.FunctionsURL)
+			fmt.Fprintf(a.stdout, "Monitoring     %s  %s\n", c.Monitoring.Addr(), monitoringMode(c))
 			for _, s := range c.Policy.Services {
 				if svc, ok := c.Run.Service(fmt.Sprintf("projects/%s/locations/%s/services/%s", s.Project, s.Region, s.Name)); ok {
 					fmt.Fprintf(a.stdout, "service        %s  %s  (images: %v)\n", s.Name, svc.GetUri(), s.Images)
@@ -171,4 +177,12 @@ func describeRange(r policy.TimeRange) string {
 		to = "24:00"
 	}
 	return days + " " + from + "-" + to
+}
+
+// monitoringMode says how the local Monitoring server times its data.
+func monitoringMode(c *cloud.Cloud) string {
+	if c.Monitoring.Fast() {
+		return "FAST MODE: no ingestion delay, 1s periods; for demos and tests only, take no figure from it"
+	}
+	return "Google's timing: each minute's data visible 2–3 minutes after it ends"
 }

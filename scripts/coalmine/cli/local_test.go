@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ai-square/coalmine/infra/local/cloud"
 )
 
 // lines is a goroutine-safe writer that calls onLine with every complete line.
@@ -89,7 +92,7 @@ func TestLocalUpQuiet(t *testing.T) {
 	}
 
 	logPath := filepath.Join(dir, "local.log")
-	labels := []string{"starting", "Pub/Sub", "Cloud Run", "functions", "service", "               releases start", "database", "environment", "logs", "ready", "stopping"}
+	labels := []string{"starting", "Pub/Sub", "Cloud Run", "Monitoring", "functions", "service", "               releases start", "database", "environment", "logs", "ready", "stopping"}
 	out := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
 	for _, l := range out {
 		if !slices.ContainsFunc(labels, func(p string) bool { return strings.HasPrefix(l, p) }) {
@@ -101,6 +104,12 @@ func TestLocalUpQuiet(t *testing.T) {
 	}
 	if want := "logs           " + logPath; !slices.Contains(out, want) {
 		t.Errorf("stdout has no line %q:\n%s", want, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "Google's timing") || strings.Contains(stdout.String(), "FAST") {
+		t.Errorf("stdout does not say the Monitoring server keeps Google's timing:\n%s", stdout.String())
+	}
+	if env, err := cloud.ReadEnv(filepath.Join(dir, cloud.EnvFile)); err != nil || env[cloud.MonitoringModeEnv] != cloud.MonitoringGoogle || env["MONITORING_EMULATOR_HOST"] == "" {
+		t.Errorf("local.env: %v (err %v), want MONITORING_EMULATOR_HOST and %s=%s", env, err, cloud.MonitoringModeEnv, cloud.MonitoringGoogle)
 	}
 	if stderr.Len() != 0 {
 		t.Errorf("stderr = %q, want nothing", stderr.String())
@@ -127,5 +136,33 @@ func TestLocalUpQuiet(t *testing.T) {
 		if !slices.Contains(messages, want) {
 			t.Errorf("%s has no record %q; it has %q", logPath, want, messages)
 		}
+	}
+}
+
+// TestLocalUpFastSaysSo: --fast is printed next to the Monitoring server and written into
+// local.env, so that no figure is taken from it by mistake.
+func TestLocalUpFastSaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a local cloud")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var env map[string]string
+	stdout := &lines{onLine: func(l string) {
+		if l == "ready" {
+			env, _ = cloud.ReadEnv(filepath.Join(dir, cloud.EnvFile))
+			cancel()
+		}
+	}}
+	_ = captureStderr(t) // functions-framework writes to the process's stderr
+	if code := Main(ctx, []string{"--dir", dir, "local", "up", "--pubsub", "pstest", "--tick", "1h", "--fast"}, stdout, io.Discard); code != 0 {
+		t.Fatalf("coalmine local up --fast: exit %d; stdout:\n%s", code, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "Monitoring") || !strings.Contains(stdout.String(), "FAST MODE") {
+		t.Errorf("stdout does not say FAST MODE on the Monitoring line:\n%s", stdout.String())
+	}
+	if env[cloud.MonitoringModeEnv] != cloud.MonitoringFast {
+		t.Errorf("local.env %s = %q, want %q", cloud.MonitoringModeEnv, env[cloud.MonitoringModeEnv], cloud.MonitoringFast)
 	}
 }

@@ -1,0 +1,98 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/ai-square/coalmine/infra/local/monitoringemu"
+	"github.com/ai-square/coalmine/infra/local/runemu"
+	"github.com/ai-square/coalmine/shared/metrics"
+)
+
+// Values of MonitoringModeEnv in local.env.
+const (
+	// MonitoringModeEnv says in local.env how the Monitoring server times its data.
+	MonitoringModeEnv = "COALMINE_MONITORING_MODE"
+	// MonitoringFast: no ingestion delay, 1s sample and alignment periods. No figure may be
+	// taken from a cloud in this mode.
+	MonitoringFast = "fast"
+	// MonitoringGoogle: Google's timing (data visible 2–3 minutes after each minute ends,
+	// alignment periods of at least 60s).
+	MonitoringGoogle = "google"
+)
+
+// startMonitoring starts the Cloud Monitoring server, feeds it every request the Cloud Run
+// emulator's front proxies serve (a request that reached no revision reached no container,
+// and Cloud Run does not count it either), and samples the local PostgreSQL's connections
+// as Cloud SQL's num_backends for every instance a gate names.
+func (c *Cloud) startMonitoring(cfg Config) error {
+	var err error
+	c.Monitoring, err = monitoringemu.New(monitoringemu.Options{Listen: cfg.Listen + ":0", Fast: cfg.FastMonitoring, Logger: c.log.With("component", "monitoring")})
+	if err != nil {
+		return fmt.Errorf("local cloud: monitoring: %w", err)
+	}
+	c.closers = append(c.closers, c.Monitoring.Close)
+	return nil
+}
+
+// recordRequests feeds the Cloud Run emulator's requests to the Monitoring server.
+func (c *Cloud) recordRequests() {
+	stop := c.Run.OnRequest(func(r runemu.Request) {
+		if r.Revision == "" {
+			return
+		}
+		c.Monitoring.RecordRequest(monitoringemu.Request{
+			Project: c.Project, Location: c.Region, Service: r.Service, Revision: r.Revision,
+			Time: r.Time.Add(r.Latency), Status: r.Status, Latency: r.Latency,
+		})
+	})
+	c.closers = append(c.closers, func() error { stop(); return nil })
+}
+
+// databaseIDs are the Cloud SQL instances (PROJECT:INSTANCE) the policy's gates name.
+func (c *Cloud) databaseIDs() []string {
+	ids := map[string]bool{}
+	for _, s := range c.Policy.Services {
+		if g := s.Gates.DBConnections; g != nil {
+			ids[g.DatabaseID()] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(ids))
+}
+
+// sampleConnections records the local PostgreSQL's connections under every instance a gate
+// names, once per sample period, until ctx ends or the server closes. It also warns when a gate's maxConnections
+// is not the server's max_connections.
+func (c *Cloud) sampleConnections(ctx context.Context, every time.Duration) {
+	ids := c.databaseIDs()
+	if c.Postgres == nil || len(ids) == 0 {
+		return
+	}
+	url := c.Postgres.URL("postgres")
+	if max, err := monitoringemu.MaxConnections(ctx, url); err == nil {
+		for _, s := range c.Policy.Services {
+			if g := s.Gates.DBConnections; g != nil && g.MaxConnections != max {
+				c.log.Warn("gates.dbConnections.maxConnections is not the local PostgreSQL's max_connections",
+					"service", s.Name, "maxConnections", g.MaxConnections, "max_connections", max)
+			}
+		}
+	}
+	for _, id := range ids {
+		c.Monitoring.SampleEvery(ctx, every, func(ctx context.Context) (monitoringemu.Backends, error) {
+			by, err := monitoringemu.SamplePostgres(ctx, url)
+			return monitoringemu.Backends{Project: c.Project, DatabaseID: id, Region: c.Region, ByDatabase: by}, err
+		})
+	}
+}
+
+// monitoringEnv is what local.env says of the Monitoring server.
+func (c *Cloud) monitoringEnv() map[string]string {
+	mode := MonitoringGoogle
+	if c.Monitoring.Fast() {
+		mode = MonitoringFast
+	}
+	return map[string]string{metrics.EmulatorHostEnv: c.Monitoring.Addr(), MonitoringModeEnv: mode}
+}
