@@ -149,6 +149,7 @@ type options struct {
 	tick        time.Duration
 	wrapBackups func(release.Backuper) release.Backuper
 	now         func() time.Time // the functions' clock (default: the wall clock)
+	fast        bool             // Cloud Monitoring in its fast mode
 }
 
 func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
@@ -167,7 +168,7 @@ func start(t *testing.T, backend pubsubemu.Backend, o options) *harness {
 		Dir: t.TempDir(), Policy: []byte(pol), Pubsub: backend, TickEvery: tick,
 		PollInterval: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		MaxAttempts: o.maxAttempts, Chaos: o.chaos, Hooks: o.hooks, WrapBackups: o.wrapBackups,
-		BackupBudget: 2 * time.Second, Now: o.now,
+		BackupBudget: 2 * time.Second, Now: o.now, FastMonitoring: o.fast,
 		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if backend == pubsubemu.BackendGcloud {

@@ -25,6 +25,7 @@ import (
 	"github.com/ai-square/coalmine/infra/local/cloud"
 	"github.com/ai-square/coalmine/infra/local/gcsemu"
 	"github.com/ai-square/coalmine/shared/cloudrun"
+	"github.com/ai-square/coalmine/shared/metrics"
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/publish"
 	"github.com/ai-square/coalmine/shared/release"
@@ -401,7 +402,7 @@ type target struct {
 
 func (a *app) target() (*target, error) {
 	t := &target{env: map[string]string{}}
-	for _, k := range append([]string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, release.EnvProject, release.EnvRegion, release.EnvPolicy, "COALMINE_LOCAL_REGISTRY"}, extraEnv...) {
+	for _, k := range append([]string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, release.EnvProject, release.EnvRegion, release.EnvPolicy, "COALMINE_LOCAL_REGISTRY", metrics.EmulatorHostEnv, cloud.MonitoringModeEnv}, extraEnv...) {
 		if v := os.Getenv(k); v != "" {
 			t.env[k] = v
 		}
@@ -440,7 +441,7 @@ func (a *app) target() (*target, error) {
 // emulatorHosts are the variables naming local servers the commands talk
 // to. A client pointed at one that is gone waits out its deadline (or
 // retries for ever), so answering checks them first.
-var emulatorHosts = []string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, gcsemu.EnvEmulatorHost}
+var emulatorHosts = []string{"PUBSUB_EMULATOR_HOST", cloudrun.EmulatorHostEnv, gcsemu.EnvEmulatorHost, metrics.EmulatorHostEnv}
 
 // dialTimeout bounds the check of one emulator address; a local server
 // that is up accepts at once.

@@ -124,6 +124,7 @@ var positionalArgs = map[string]struct{ min, max int }{
 	"backups prune": {0, 1},
 	"restore":       {1, 1},
 	"local up":      {0, 0},
+	"verdict":       {1, 1},
 }
 
 func TestExtraArgumentsAreRejected(t *testing.T) {
