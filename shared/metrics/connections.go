@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 )
@@ -12,14 +13,19 @@ import (
 // Connections returns the highest number of connections a Cloud SQL instance had over w: the
 // num_backends gauge summed over the instance's databases at each aligned time, the maximum
 // over the window. databaseID is the cloudsql_database resource's database_id label,
-// PROJECT:INSTANCE. It returns ErrNoData when Cloud Monitoring has no sample in w.
+// PROJECT:INSTANCE; the metrics are read in that project, which may differ from the
+// reader's. It returns ErrNoData when Cloud Monitoring has no sample in w.
 func (r *Reader) Connections(ctx context.Context, databaseID string, w Window) (float64, error) {
+	project, _, ok := strings.Cut(databaseID, ":")
+	if !ok || project == "" {
+		return 0, fmt.Errorf("connections of %q: %w: database_id must be PROJECT:INSTANCE", databaseID, ErrPermanent)
+	}
 	aw, ok := w.Aligned(r.alignment)
 	if !ok {
 		return 0, fmt.Errorf("connections of %s (alignment %v): %w", databaseID, r.alignment, ErrWindow)
 	}
 	filter := fmt.Sprintf(`metric.type = %q AND resource.type = %q AND resource.labels.database_id = %q`, NumBackends, resourceDatabase, databaseID)
-	series, err := r.series(ctx, "connections of "+databaseID, filter, aw,
+	series, err := r.series(ctx, project, "connections of "+databaseID, filter, aw,
 		r.aggregation(monitoringpb.Aggregation_ALIGN_MAX, monitoringpb.Aggregation_REDUCE_SUM, "resource.labels.database_id"))
 	if err != nil {
 		return 0, err

@@ -67,8 +67,8 @@ type Reader struct {
 
 // Options configure a Reader.
 type Options struct {
-	// Project is the project the metrics are written in (the Cloud Run service's project,
-	// or the Cloud SQL instance's).
+	// Project is the Cloud Run service's project, where its metrics are written. (A Cloud
+	// SQL instance's metrics are read in the project its database_id names.)
 	Project string
 	// Alignment is the alignment period of the queries (default 60s, Google's minimum).
 	Alignment time.Duration
@@ -126,15 +126,24 @@ type Window struct {
 	Start, End time.Time
 }
 
-// Aligned returns w cut to whole alignment periods: Start rounded up, End rounded down (both
-// in Unix time, as Cloud Monitoring's sample periods are). ok is false when no whole period
-// remains.
+// Aligned returns w cut to whole alignment periods on the Unix time grid (multiples of the
+// period since 1970-01-01 UTC, where Cloud Monitoring's sample periods fall): Start rounded
+// up, End rounded down. ok is false when no whole period remains.
 func (w Window) Aligned(period time.Duration) (Window, bool) {
-	start := w.Start.Truncate(period)
+	down := func(t time.Time) time.Time {
+		p := period.Nanoseconds()
+		n := t.UnixNano()
+		r := n % p
+		if r < 0 {
+			r += p
+		}
+		return time.Unix(0, n-r).In(t.Location())
+	}
+	start := down(w.Start)
 	if start.Before(w.Start) {
 		start = start.Add(period)
 	}
-	end := w.End.Truncate(period)
+	end := down(w.End)
 	if !end.After(start) {
 		return Window{}, false
 	}
@@ -142,9 +151,9 @@ func (w Window) Aligned(period time.Duration) (Window, bool) {
 }
 
 // series runs one ListTimeSeries and returns every series, or ErrNoData when there is none.
-func (r *Reader) series(ctx context.Context, what, filter string, w Window, agg *monitoringpb.Aggregation) ([]*monitoringpb.TimeSeries, error) {
+func (r *Reader) series(ctx context.Context, project, what, filter string, w Window, agg *monitoringpb.Aggregation) ([]*monitoringpb.TimeSeries, error) {
 	req := &monitoringpb.ListTimeSeriesRequest{
-		Name:        "projects/" + r.project,
+		Name:        "projects/" + project,
 		Filter:      filter,
 		Interval:    &monitoringpb.TimeInterval{StartTime: timestamppb.New(w.Start), EndTime: timestamppb.New(w.End)},
 		Aggregation: agg,

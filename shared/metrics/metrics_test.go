@@ -157,6 +157,14 @@ func TestConnections(t *testing.T) {
 	if got != 12 {
 		t.Errorf("connections = %v, want 12", got)
 	}
+	// An instance in another project than the service's is read in its own project.
+	srv.RecordBackends(monitoringemu.Backends{Project: "data", DatabaseID: "data:db", Region: "r", Time: t0.Add(time.Minute), ByDatabase: map[string]int64{"a": 5}})
+	if got, err := r.Connections(context.Background(), "data:db", metrics.Window{Start: t0, End: t0.Add(5 * time.Minute)}); err != nil || got != 5 {
+		t.Errorf("connections of data:db = %v, %v; want 5", got, err)
+	}
+	if _, err := r.Connections(context.Background(), "db", metrics.Window{Start: t0, End: t0.Add(5 * time.Minute)}); !errors.Is(err, metrics.ErrPermanent) {
+		t.Errorf("connections of a database_id without a project: %v, want ErrPermanent", err)
+	}
 }
 
 // TestErrorsClassified: a query Monitoring refuses is permanent; a server that is gone is
@@ -195,5 +203,28 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		if _, err := metrics.New(context.Background(), o); err == nil {
 			t.Errorf("New(%+v) = nil error", o)
 		}
+	}
+}
+
+// TestAlignedOnTheUnixGrid: windows are cut at multiples of the period since the Unix epoch,
+// for periods that do not divide the time since year 1 (time.Truncate's grid) too.
+func TestAlignedOnTheUnixGrid(t *testing.T) {
+	for _, p := range []time.Duration{time.Second, 7 * time.Second, time.Minute, 420 * time.Second, time.Hour} {
+		w := metrics.Window{Start: t0.Add(13 * time.Second), End: t0.Add(3*time.Hour + 17*time.Second)}
+		got, ok := w.Aligned(p)
+		if !ok {
+			t.Fatalf("%v: no whole period", p)
+		}
+		for _, x := range []time.Time{got.Start, got.End} {
+			if x.Unix()%int64(p/time.Second) != 0 {
+				t.Errorf("%v: %v is not on the Unix grid", p, x)
+			}
+		}
+		if got.Start.Before(w.Start) || got.Start.Sub(w.Start) >= p || got.End.After(w.End) || w.End.Sub(got.End) >= p {
+			t.Errorf("%v: %v – %v is not %v – %v cut to whole periods", p, got.Start, got.End, w.Start, w.End)
+		}
+	}
+	if _, ok := (metrics.Window{Start: t0.Add(time.Second), End: t0.Add(59 * time.Second)}).Aligned(time.Minute); ok {
+		t.Error("a window inside one minute has a whole minute")
 	}
 }

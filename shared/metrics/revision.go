@@ -56,7 +56,7 @@ func (r *Reader) Revision(ctx context.Context, id RevisionID, w Window) (Revisio
 	out := Revision{Name: id.Revision, Window: aw, Classes: map[string]int64{}}
 	base := fmt.Sprintf(`resource.type = %q AND resource.labels.service_name = %q AND resource.labels.revision_name = %q`, resourceRevision, id.Service, id.Revision)
 
-	counts, err := r.series(ctx, "request counts of "+id.Revision, fmt.Sprintf(`metric.type = %q AND `, RequestCount)+base, aw,
+	counts, err := r.series(ctx, r.project, "request counts of "+id.Revision, fmt.Sprintf(`metric.type = %q AND `, RequestCount)+base, aw,
 		r.aggregation(monitoringpb.Aggregation_ALIGN_DELTA, monitoringpb.Aggregation_REDUCE_SUM, "resource.labels.revision_name", "metric.labels.response_code_class"))
 	if err != nil {
 		return Revision{}, err
@@ -68,7 +68,7 @@ func (r *Reader) Revision(ctx context.Context, id RevisionID, w Window) (Revisio
 		}
 	}
 
-	lat, err := r.series(ctx, "request latencies of "+id.Revision, fmt.Sprintf(`metric.type = %q AND `, RequestLatencies)+base, aw,
+	lat, err := r.series(ctx, r.project, "request latencies of "+id.Revision, fmt.Sprintf(`metric.type = %q AND `, RequestLatencies)+base, aw,
 		r.aggregation(monitoringpb.Aggregation_ALIGN_DELTA, monitoringpb.Aggregation_REDUCE_SUM, "resource.labels.revision_name"))
 	switch {
 	case err == nil:
