@@ -24,10 +24,7 @@ const (
 	MonitoringGoogle = "google"
 )
 
-// startMonitoring starts the Cloud Monitoring server, feeds it every request the Cloud Run
-// emulator's front proxies serve (a request that reached no revision reached no container,
-// and Cloud Run does not count it either), and samples the local PostgreSQL's connections
-// as Cloud SQL's num_backends for every instance a gate names.
+// startMonitoring starts the Cloud Monitoring server.
 func (c *Cloud) startMonitoring(cfg Config) error {
 	var err error
 	c.Monitoring, err = monitoringemu.New(monitoringemu.Options{Listen: cfg.Listen + ":0", Fast: cfg.FastMonitoring, Logger: c.log.With("component", "monitoring")})
@@ -38,10 +35,13 @@ func (c *Cloud) startMonitoring(cfg Config) error {
 	return nil
 }
 
-// recordRequests feeds the Cloud Run emulator's requests to the Monitoring server.
+// recordRequests feeds the Cloud Run emulator's requests to the Monitoring server, as Cloud
+// Run counts them: only those that reached a revision's process (a 503 the front proxy
+// answered itself because no ready revision could serve, or a 502 because the process could
+// not be connected to, never reached a container).
 func (c *Cloud) recordRequests() {
 	stop := c.Run.OnRequest(func(r runemu.Request) {
-		if r.Revision == "" {
+		if !r.Reached || r.Revision == "" {
 			return
 		}
 		c.Monitoring.RecordRequest(monitoringemu.Request{

@@ -31,6 +31,10 @@ type endpoint struct {
 // targetKey carries the chosen revision address from the handler to the reverse proxy.
 type targetKey struct{}
 
+// unreachedKey carries a *bool the reverse proxy sets when the revision's process could not
+// be reached (the request never got to the container).
+type unreachedKey struct{}
+
 // newReverseProxy returns the reverse proxy shared by all front proxies of s.
 func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
@@ -43,6 +47,9 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		Transport: s.transport,
 		ErrorLog:  slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if unreached, ok := r.Context().Value(unreachedKey{}).(*bool); ok {
+				*unreached = true
+			}
 			s.log.Debug("proxy to revision failed", "url", r.URL.String(), "error", err)
 			http.Error(w, "upstream revision unavailable: "+err.Error(), http.StatusBadGateway)
 		},
@@ -129,6 +136,7 @@ func (p *frontProxy) handler(tag string) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		rev, addr := p.s.route(p.service, tag)
+		unreached := addr == ""
 		if addr == "" {
 			msg := fmt.Sprintf("no ready revision of service %s can serve this request", p.service)
 			if rev != "" {
@@ -136,7 +144,8 @@ func (p *frontProxy) handler(tag string) http.Handler {
 			}
 			http.Error(rec, msg, http.StatusServiceUnavailable)
 		} else {
-			p.s.rproxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), targetKey{}, addr)))
+			ctx := context.WithValue(context.WithValue(r.Context(), targetKey{}, addr), unreachedKey{}, &unreached)
+			p.s.rproxy.ServeHTTP(rec, r.WithContext(ctx))
 		}
 		p.s.reqs.record(Request{
 			Service:  p.service,
@@ -145,6 +154,7 @@ func (p *frontProxy) handler(tag string) http.Handler {
 			Status:   rec.code(),
 			Latency:  time.Since(start),
 			Tag:      tag,
+			Reached:  !unreached,
 		})
 	})
 }

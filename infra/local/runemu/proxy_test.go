@@ -1,6 +1,7 @@
 package runemu_test
 
 import (
+	"os"
 	"testing"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -44,8 +45,8 @@ func TestOnRequest(t *testing.T) {
 		t.Errorf("subscriber saw %d requests, want %d", got, want)
 	}
 	r := <-seen
-	if r.Service != "svc" || r.Revision != "svc-v1" || r.Status != 404 || r.Tag != "" {
-		t.Errorf("first request seen %+v, want service svc, revision svc-v1, status 404, no tag", r)
+	if r.Service != "svc" || r.Revision != "svc-v1" || r.Status != 404 || r.Tag != "" || !r.Reached {
+		t.Errorf("first request seen %+v, want service svc, revision svc-v1, status 404, no tag, reached", r)
 	}
 	kept := e.srv.Requests(e.serviceName("svc"))
 	if got, want := len(kept), 10; got != want {
@@ -55,5 +56,31 @@ func TestOnRequest(t *testing.T) {
 		if r.Status != 200 {
 			t.Errorf("kept[%d] status %d, want 200 (the newest requests are kept)", i+5, r.Status)
 		}
+	}
+}
+
+// TestUnreachedRequests: when the revision's process is gone, the proxy answers itself and
+// the request is marked as not having reached a container (Cloud Run does not count it).
+func TestUnreachedRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastOpts())
+	svc := e.create(t, "svc", &runpb.Service{Template: template("svc-v1", imageA)})
+	seen := make(chan runemu.Request, 100)
+	defer e.srv.OnRequest(func(r runemu.Request) { seen <- r })()
+	pid := e.srv.PIDs()["svc-v1"]
+	if pid == 0 {
+		t.Fatalf("no process for svc-v1: %v", e.srv.PIDs())
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, codes := hits(t, svc.GetUri(), 1)
+	r := <-seen
+	if r.Reached || (r.Status != 502 && r.Status != 503) {
+		t.Errorf("request to a killed revision: %+v (codes %v), want 502 or 503 from the proxy, not reached", r, codes)
 	}
 }

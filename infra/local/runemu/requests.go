@@ -23,6 +23,11 @@ type Request struct {
 	Latency time.Duration
 	// Tag is the traffic tag whose URL received the request; empty for the service URL.
 	Tag string
+	// Reached says whether the request reached the revision's process: false when no ready
+	// revision could serve it or its process could not be connected to (the proxy answered
+	// 503 or 502 itself). Cloud Run's request_count counts only requests that reached a
+	// container.
+	Reached bool
 }
 
 // requestLog keeps the most recent requests per service and fans them out to subscribers.
