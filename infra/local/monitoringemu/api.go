@@ -45,7 +45,14 @@ func (s *Server) query(req *monitoringpb.ListTimeSeriesRequest) ([]*monitoringpb
 	desc := s.store.descriptors[q.metricType]
 	s.store.mu.Unlock()
 	if desc == nil {
-		// No such metric: no data. Aggregation shape was still validated.
+		if isGoogleMetric(q.metricType) {
+			// A Google metric this server does not produce: answering "no data" would read
+			// as silence, so refuse it by name.
+			return nil, status.Errorf(codes.InvalidArgument, "filter: metric.type %q is not served by the local Monitoring server (it serves %s, %s, %s and custom/workload metrics written with CreateTimeSeries)",
+				q.metricType, MetricRequestCount, MetricRequestLatencies, MetricNumBackends)
+		}
+		// A custom or workload metric never written: no data, as at Google. Aggregation
+		// shape was still validated.
 		return nil, nil
 	}
 	raws := s.store.visible(q.project, q.metricType, now)
@@ -488,4 +495,11 @@ func (s metricAPI) GetMonitoredResourceDescriptor(ctx context.Context, req *moni
 		}
 	}
 	return nil, status.Errorf(codes.NotFound, "monitored resource descriptor %s not found", req.GetName())
+}
+
+// isGoogleMetric reports whether t is a metric of a Google service (SERVICE.googleapis.com/…)
+// rather than a user-defined one (custom.googleapis.com, workload.googleapis.com, external…).
+func isGoogleMetric(t string) bool {
+	host, _, ok := strings.Cut(t, "/")
+	return ok && strings.HasSuffix(host, ".googleapis.com") && host != "custom.googleapis.com" && host != "workload.googleapis.com"
 }

@@ -38,7 +38,10 @@
 // other functions (starts_with, monitoring.regex.full_match…) or operators (>, :…),
 // unquoted values, unknown fields, a second or missing
 // metric.type, secondary_aggregation, order_by, other aligners and reducers — is
-// INVALID_ARGUMENT naming the unsupported part, never a silently different answer.
+// INVALID_ARGUMENT naming the unsupported part, never a silently different answer. So is a
+// Google metric type (SERVICE.googleapis.com/…) the server does not produce, so that a typo
+// is not read as "no data"; a custom or workload metric never written has no series, as at
+// Google.
 //
 // Alignment periods are anchored at the interval's end time and step back by the
 // alignment period until they cover the start time; each aligned point covers one

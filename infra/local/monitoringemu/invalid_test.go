@@ -37,6 +37,7 @@ func TestListTimeSeriesInvalidArgument(t *testing.T) {
 		want string // in the message
 	}{
 		{"OR", raw(cnt + ` OR resource.type = "x"`), `"OR"`},
+		{"a Google metric not served", raw(`metric.type = "run.googleapis.com/request_counts"`), `"run.googleapis.com/request_counts" is not served`},
 		{"lowercase and", raw(cnt + ` and resource.type = "x"`), `"and"`},
 		{"NOT", raw(cnt + ` AND NOT resource.type = "x"`), `"NOT"`},
 		{"parentheses", raw(cnt + ` AND (resource.type = "x")`), "parentheses"},

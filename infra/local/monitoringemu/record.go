@@ -111,8 +111,10 @@ func (s *Server) SampleEvery(ctx context.Context, period time.Duration, sample f
 	if period <= 0 {
 		period = s.period
 	}
-	if s.ctx.Err() != nil {
-		return // closed
+	s.loops.Lock()
+	defer s.loops.Unlock()
+	if s.closed {
+		return
 	}
 	s.wg.Add(1)
 	go func() {

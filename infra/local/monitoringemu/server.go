@@ -70,6 +70,8 @@ type Server struct {
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // SampleEvery loops
+	loops     sync.Mutex     // guards closed against wg.Add racing Close's wg.Wait
+	closed    bool
 	closeOnce sync.Once
 }
 
@@ -186,6 +188,9 @@ func (s *Server) MinAlignment() time.Duration { return s.minAlign }
 // once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.loops.Lock()
+		s.closed = true
+		s.loops.Unlock()
 		s.cancel()
 		s.grpc.Stop()
 		s.wg.Wait()
