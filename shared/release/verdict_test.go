@@ -109,4 +109,16 @@ services:
 	if j.Verdict.Status != judge.Unhealthy || j.Verdict.Action != policy.ActionRollback || !strings.Contains(j.Verdict.Reason, judge.GateErrorRate) {
 		t.Errorf("verdict %s (%s): %s; want unhealthy, rollback, on the error rate", j.Verdict.Status, j.Verdict.Action, j.Verdict.Reason)
 	}
+
+	// A canary that no request reached has no series over whole, visible minutes: no data,
+	// inconclusive, while the stable revision's figures are read.
+	silent := st
+	silent.Rollout = &rollout.Rollout{ID: "web-1", Phase: rollout.Progressing, Stage: 1, Stages: []int{10, 100}, Canary: "web-3", Stable: "web-1", StepStarted: stageStart}
+	j, err = release.Judge(ctx, r, svc, silent, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Verdict.Status != judge.Inconclusive || j.Canary != nil || !strings.Contains(j.NoData["web-3"], "no data") || j.Stable == nil {
+		t.Errorf("silent canary: %s, canary %v, no data %v, stable %v; want inconclusive, the canary's data missing, the stable's read", j.Verdict.Reason, j.Canary, j.NoData, j.Stable)
+	}
 }

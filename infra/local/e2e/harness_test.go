@@ -211,11 +211,23 @@ func (h *harness) cli(args ...string) string {
 	return out
 }
 
-func (h *harness) tryCLI(args ...string) (string, error) {
+// cliAt runs a coalmine command whose clock is now.
+func (h *harness) cliAt(now func() time.Time, args ...string) string {
+	h.t.Helper()
+	out, err := h.tryCLIAt(now, args...)
+	if err != nil {
+		h.t.Fatalf("coalmine %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func (h *harness) tryCLI(args ...string) (string, error) { return h.tryCLIAt(time.Now, args...) }
+
+func (h *harness) tryCLIAt(now func() time.Time, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	code := cli.Main(ctx, append([]string{"--dir", h.cloud.Dir}, args...), &stdout, &stderr)
+	code := cli.MainAt(ctx, now, append([]string{"--dir", h.cloud.Dir}, args...), &stdout, &stderr)
 	if code != 0 {
 		return stdout.String(), fmt.Errorf("exit %d: %s", code, stderr.String())
 	}

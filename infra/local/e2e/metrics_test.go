@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -51,8 +52,9 @@ type sent struct {
 	latencies map[string][]float64        // revision → ms, as the client measured
 }
 
-// send makes n GET requests to url from workers goroutines.
-func (s *sent) send(t *testing.T, url string, n, workers int) {
+// send makes n GET requests to url from workers goroutines; request i asks the sample app
+// for delay(i) milliseconds of latency of its own.
+func (s *sent) send(t *testing.T, url string, n, workers int, delay func(i int) int) {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
 	jobs := make(chan int)
@@ -62,9 +64,9 @@ func (s *sent) send(t *testing.T, url string, n, workers int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range jobs {
+			for i := range jobs {
 				start := time.Now()
-				resp, err := client.Get(url)
+				resp, err := client.Get(fmt.Sprintf("%s/?delay_ms=%d", url, delay(i)))
 				if err != nil {
 					s.mu.Lock()
 					errs = append(errs, err)
@@ -104,17 +106,25 @@ func (s *sent) send(t *testing.T, url string, n, workers int) {
 func TestMetricsFromRealTraffic(t *testing.T) {
 	// The functions' clock runs two minutes behind, so the stage began two
 	// whole minutes before the requests: the verdict's window (cut to whole
-	// 60s alignment periods) holds all of them once their minute is over.
+	// 60s alignment periods) holds all of them, judged at the end of their
+	// minute (the CLI's clock).
 	h := start(t, pubsubemu.BackendPstest, options{policy: metricsPolicy, fast: true, now: func() time.Time { return time.Now().Add(-2 * time.Minute) }})
 	ctx := context.Background()
-	h.push(repo+":v2", "--error-rate", "0.05", "--latency-ms", "40")
+	h.push(repo+":v2", "--error-rate", "0.05")
 	v := h.waitPhase(rollout.Progressing, 1)
 	canary, stable := v.state.Rollout.Canary, v.state.Rollout.Stable
 
 	begin := time.Now().Truncate(time.Second)
 	s := &sent{byClass: map[string]map[string]int64{}, latencies: map[string][]float64{}}
-	s.send(t, v.tagURI[rollout.TagCanary], 1000, 8)
-	s.send(t, v.svc.GetUri(), 600, 8)
+	// Latencies spread over many buckets: 10 to 200 ms, a seeded permutation.
+	rng := rand.New(rand.NewPCG(9, 9))
+	delays := make([]int, 1000)
+	for i := range delays {
+		delays[i] = 10 + i*190/len(delays)
+	}
+	rng.Shuffle(len(delays), func(i, j int) { delays[i], delays[j] = delays[j], delays[i] })
+	s.send(t, v.tagURI[rollout.TagCanary], 1000, 16, func(i int) int { return delays[i] })
+	s.send(t, v.svc.GetUri(), 600, 16, func(int) int { return 0 })
 	end := time.Now().Truncate(time.Second).Add(2 * time.Second) // past the last 1s sample period
 
 	if got := s.byClass[canary]["5xx"]; got == 0 {
@@ -195,14 +205,15 @@ func TestMetricsFromRealTraffic(t *testing.T) {
 		}
 	}
 	t.Logf("canary p95: client %.1fms, ALIGN_PERCENTILE_95 %.1fms, reader %.1fms", clientP95, aligned, readerP95)
-
-	// The verdict, once the requests' minute is over (the policy's 60s
-	// alignment): unhealthy, rollback, and nothing acted on.
-	closed := end.Truncate(time.Minute).Add(time.Minute)
-	for time.Now().Before(closed) { // a condition on the clock: the minute must be over
-		time.Sleep(time.Until(closed))
+	if lo, hi := bucketOf(read.Latency, quantile(s.latencies[canary], 0.05)), bucketOf(read.Latency, clientP95); hi-lo < 4 {
+		t.Errorf("the canary's latencies span buckets %d to %d; want a spread that makes \"within one bucket\" mean something", lo, hi)
 	}
-	out := h.cli("verdict", service)
+
+	// The verdict, judged as at the end of the requests' minute (the
+	// policy's 60s alignment): unhealthy, rollback, and nothing acted on.
+	closed := end.Truncate(time.Minute).Add(time.Minute)
+	out := h.cliAt(func() time.Time { return closed }, "verdict", service)
+	t.Logf("coalmine verdict %s:\n%s", service, out)
 	for _, want := range []string{"FAST MODE", "UNHEALTHY → the policy says rollback", judge.GateErrorRate, "not acted on"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verdict does not say %q:\n%s", want, out)
@@ -254,13 +265,18 @@ func quantile(xs []float64, q float64) float64 {
 	return s[max(0, min(i, len(s)-1))]
 }
 
+// bucketOf is the index of the bucket of h's layout that holds x.
+func bucketOf(h judge.Histogram, x float64) int {
+	i, found := slices.BinarySearch(h.Bounds, x)
+	if found {
+		i++ // a bound is the lower end of its bucket
+	}
+	return i
+}
+
 // bucketDistance is how many buckets of h's layout lie between a and b.
 func bucketDistance(h judge.Histogram, a, b float64) int {
-	idx := func(x float64) int {
-		i, _ := slices.BinarySearch(h.Bounds, x)
-		return i
-	}
-	d := idx(a) - idx(b)
+	d := bucketOf(h, a) - bucketOf(h, b)
 	if d < 0 {
 		d = -d
 	}

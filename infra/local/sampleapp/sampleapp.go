@@ -10,7 +10,9 @@
 //   - SAMPLE_FAIL_START=true: print the reason to stderr and exit 1 before listening.
 //
 // GET /healthz always answers 200 without latency or errors; GET / answers a short text
-// naming the revision, subject to the error rate and latency. It is also a miniature AI
+// naming the revision, subject to the error rate and latency. Any request but /healthz may
+// add ?delay_ms=N (0..10000) of latency of its own, so that a client can give requests a
+// known latency distribution (the tests of latency metrics do). It is also a miniature AI
 // Square with a user-data API on Cloud Storage or PostgreSQL: see users.go.
 //
 // Binaries that let the Cloud Run emulator re-execute them as the sample app call
@@ -133,8 +135,17 @@ func (a *app) identify(next http.Handler) http.Handler {
 // faulty applies the configured latency and error rate.
 func (a *app) faulty(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.cfg.Latency > 0 {
-			t := time.NewTimer(a.cfg.Latency)
+		latency := a.cfg.Latency
+		if v := r.URL.Query().Get("delay_ms"); v != "" {
+			ms, err := strconv.Atoi(v)
+			if err != nil || ms < 0 || ms > 10000 {
+				http.Error(w, fmt.Sprintf("delay_ms=%q: want milliseconds 0..10000", v), http.StatusBadRequest)
+				return
+			}
+			latency += time.Duration(ms) * time.Millisecond
+		}
+		if latency > 0 {
+			t := time.NewTimer(latency)
 			select {
 			case <-t.C:
 			case <-r.Context().Done():

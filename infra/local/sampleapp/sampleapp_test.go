@@ -71,6 +71,9 @@ func TestHandler(t *testing.T) {
 		{"healthz never fails", sampleapp.Config{Revision: "svc-v1", ErrorRate: 1}, "GET", "/healthz", 200, "ok"},
 		{"unknown path", sampleapp.Config{Revision: "svc-v1"}, "GET", "/nope", 404, ""},
 		{"wrong method", sampleapp.Config{Revision: "svc-v1"}, "POST", "/healthz", 405, ""},
+		{"a delay of its own", sampleapp.Config{Revision: "svc-v1"}, "GET", "/?delay_ms=1", 200, "svc-v1"},
+		{"a delay that is not milliseconds", sampleapp.Config{Revision: "svc-v1"}, "GET", "/?delay_ms=abc", 400, "delay_ms"},
+		{"a delay too long", sampleapp.Config{Revision: "svc-v1"}, "GET", "/?delay_ms=10001", 400, "0..10000"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,6 +115,11 @@ func TestHandlerErrorRateAndLatency(t *testing.T) {
 	}
 	if got, want := time.Since(start), 5*20*time.Millisecond; got < want {
 		t.Errorf("5 requests took %v, want at least %v of added latency", got, want)
+	}
+	start = time.Now()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/?delay_ms=30", nil))
+	if got, want := time.Since(start), 50*time.Millisecond; got < want {
+		t.Errorf("a request with delay_ms=30 took %v, want at least %v (its own delay and the configured latency)", got, want)
 	}
 }
 

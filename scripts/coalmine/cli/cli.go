@@ -63,6 +63,7 @@ type app struct {
 	stdout, stderr io.Writer
 	dir            string
 	config         string
+	now            func() time.Time
 }
 
 var commands []*command
@@ -89,14 +90,20 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 // the exit code: 0 success, 1 failure, 2 bad usage. Control characters in
 // anything it prints are escaped (see visible).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return MainAt(ctx, time.Now, args, stdout, stderr)
+}
+
+// MainAt is Main with the clock the commands decide by (today only `verdict`, whose window
+// ends at now minus the ingestion delay): tests judge at a chosen time.
+func MainAt(ctx context.Context, now func() time.Time, args []string, stdout, stderr io.Writer) int {
 	o, e := &visibleWriter{w: stdout}, &visibleWriter{w: stderr}
 	defer o.flush()
 	defer e.flush()
-	return mainTo(ctx, args, o, e)
+	return mainTo(ctx, now, args, o, e)
 }
 
-func mainTo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+func mainTo(ctx context.Context, now func() time.Time, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr, now: now}
 	global := flag.NewFlagSet("coalmine", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	global.StringVar(&a.dir, "dir", envOr("COALMINE_DIR", defaultDir), dirUsage)

@@ -50,7 +50,7 @@ promotes it and a rollback happens only by abort (or the watchdog).`,
 			if t.env[cloud.MonitoringModeEnv] == cloud.MonitoringFast {
 				fmt.Fprintln(a.stdout, "note       the local Monitoring server runs in FAST MODE (no ingestion delay, 1s periods): take no figure from it")
 			}
-			j, err := release.Judge(ctx, m, pol, svc.State, time.Now())
+			j, err := release.Judge(ctx, m, pol, svc.State, a.now())
 			if errors.Is(err, release.ErrNothingToJudge) {
 				return fmt.Errorf("%s has no canary taking traffic to judge (see coalmine status %s)", pol.Name, pol.Name)
 			}
