@@ -164,7 +164,7 @@ func inconsistent(r GateResult, who, why string) GateResult {
 
 // needed formats the evidence threshold 1/alpha and its confidence.
 func needed(alpha, conf float64) string {
-	return fmt.Sprintf("%s needed (%s)", num(1/alpha), pct(conf))
+	return num(1/alpha) + " needed (" + pct(conf) + ")"
 }
 
 func num(x float64) string {
@@ -185,6 +185,12 @@ func pct(f float64) string {
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	return s + "%"
 }
+
+// itoa formats an integer.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// f0 formats x without decimals, as %.0f does.
+func f0(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
 
 // count formats n things: "1 error", "3 errors".
 func count(n int64, thing string) string {
@@ -209,9 +215,9 @@ func (j judging) requests(minReq int64) GateResult {
 	case j.canaryBad != "":
 		r = inconsistent(r, "canary", j.canaryBad)
 	case j.n < minReq:
-		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%d of %d requests", j.n, minReq)
+		r.Status, r.Detail = Inconclusive, itoa(j.n)+" of "+itoa(minReq)+" requests"
 	default:
-		r.Status, r.Detail = Healthy, fmt.Sprintf("%d requests (at least %d)", j.n, minReq)
+		r.Status, r.Detail = Healthy, itoa(j.n)+" requests (at least "+itoa(minReq)+")"
 	}
 	return r
 }
@@ -259,7 +265,7 @@ func (j judging) errorRate() GateResult {
 	x, n := float64(j.in.Canary.Requests.Errors), float64(j.n)
 	r.Observed = ratio(x, n)
 	ev := math.Exp(logEvidenceAbove(x, n, e.Max, priorAbove(e.Max)))
-	seen := fmt.Sprintf("%s in %s (%s)", count(j.in.Canary.Requests.Errors, "error"), count(j.n, "request"), pct(r.Observed))
+	seen := count(j.in.Canary.Requests.Errors, "error") + " in " + count(j.n, "request") + " (" + pct(r.Observed) + ")"
 	if math.IsNaN(ev) {
 		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%s; evidence is not a number", seen)
 		return r
@@ -269,7 +275,7 @@ func (j judging) errorRate() GateResult {
 		r.Detail = fmt.Sprintf("%s; above %s: evidence %s >= %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
 		return r
 	}
-	seen = fmt.Sprintf("%s; evidence of more than %s %s < %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
+	seen += "; evidence of more than " + pct(e.Max) + " " + num(ev) + " < " + needed(j.alpha, j.conf)
 	// Healthy needs more than "not shown to fail": the always-valid upper bound must rule out
 	// the zone's edge, max + the zone width.
 	edge := math.Min(1, e.Max+zoneWidth(e))
@@ -285,9 +291,9 @@ func bounded(seen string, ub, edge, conf float64, what string) (Status, string) 
 		return Inconclusive, seen + "; upper bound is not a number"
 	}
 	if ub <= edge {
-		return Healthy, fmt.Sprintf("%s; below %s%s (at most %s at %s)", seen, pct(edge), what, pct(ub), pct(conf))
+		return Healthy, seen + "; below " + pct(edge) + what + " (at most " + pct(ub) + " at " + pct(conf) + ")"
 	}
-	return Inconclusive, fmt.Sprintf("%s; not enough data to rule out %s%s (at most %s at %s)", seen, pct(edge), what, pct(ub), pct(conf))
+	return Inconclusive, seen + "; not enough data to rule out " + pct(edge) + what + " (at most " + pct(ub) + " at " + pct(conf) + ")"
 }
 
 func (j judging) errorRateOverStable() GateResult {
@@ -317,9 +323,8 @@ func (j judging) errorRateOverStable() GateResult {
 	ub := upperBound(xs, ns, half, stablePrior(d))
 	p0 := math.Min(1, ub+d)
 	ev := math.Exp(logEvidenceAbove(xc, nc, p0, priorAbove(math.Max(d, 1e-6))))
-	seen := fmt.Sprintf("canary %s (%d/%d), stable %s (%d/%d, at most %s at %s)",
-		pct(ratio(xc, nc)), j.in.Canary.Requests.Errors, j.n, pct(ratio(xs, ns)), s.Requests.Errors, s.Requests.Total,
-		pct(ub), pct(1-half))
+	seen := "canary " + pct(ratio(xc, nc)) + " (" + itoa(j.in.Canary.Requests.Errors) + "/" + itoa(j.n) + "), stable " +
+		pct(ratio(xs, ns)) + " (" + itoa(s.Requests.Errors) + "/" + itoa(s.Requests.Total) + ", at most " + pct(ub) + " at " + pct(1-half) + ")"
 	if math.IsNaN(ev) {
 		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%s; evidence is not a number", seen)
 		return r
@@ -329,7 +334,7 @@ func (j judging) errorRateOverStable() GateResult {
 		r.Detail = fmt.Sprintf("%s; canary above %s: evidence %s >= %s", seen, pct(p0), num(ev), needed(half, 1-half))
 		return r
 	}
-	seen = fmt.Sprintf("%s; evidence of canary above %s %s < %s", seen, pct(p0), num(ev), needed(half, 1-half))
+	seen += "; evidence of canary above " + pct(p0) + " " + num(ev) + " < " + needed(half, 1-half)
 	// The stable bound must mean something before the comparison can pass: a bound wider
 	// than the zone (3 stable requests bound the rate at 70%) would pass any canary.
 	w := zoneWidth(e)
@@ -367,19 +372,19 @@ func (j judging) latencyP95() GateResult {
 	r.Observed, _ = h.Quantile(0.95)
 	k, at := slowerThan(h, float64(l.MaxMs))
 	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
-	seen := fmt.Sprintf("p95 %.0f ms; %.0f of %.0f requests (%s) at or above %.0f ms", r.Observed, k, m, pct(k/m), at)
+	seen := "p95 " + f0(r.Observed) + " ms; " + f0(k) + " of " + f0(m) + " requests (" + pct(k/m) + ") at or above " + f0(at) + " ms"
 	if ev >= 1/j.alpha {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(j.alpha, j.conf))
 		return r
 	}
-	seen = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(j.alpha, j.conf))
+	seen += "; evidence of more than 5% " + num(ev) + " < " + needed(j.alpha, j.conf)
 	// Healthy: fewer than 10% at or above maxMs, counting the bucket that straddles it whole
 	// (an upper bound on the slow requests, whatever their spread in the bucket).
 	kk, from := maybeSlowerThan(h, float64(l.MaxMs))
-	seen = fmt.Sprintf("%s; %.0f (%s) at or above %.0f ms", seen, kk, pct(kk/m), from)
+	seen += "; " + f0(kk) + " (" + pct(kk/m) + ") at or above " + f0(from) + " ms"
 	ub := upperBound(kk, m, j.alpha, priorBelow(healthyShare))
-	r.Status, r.Detail = bounded(seen, ub, healthyShare, j.conf, fmt.Sprintf(" at or above %.0f ms", from))
+	r.Status, r.Detail = bounded(seen, ub, healthyShare, j.conf, " at or above "+f0(from)+" ms")
 	return r
 }
 
@@ -425,20 +430,21 @@ func (j judging) latencyToStable() GateResult {
 	limit := l.MaxRatioToStable * ub
 	k := h.Above(limit)
 	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
-	seen := fmt.Sprintf("canary p95 %.0f ms, stable p95 %.0f ms (at most %.0f at %s); %.0f of %.0f canary requests (%s) slower than %.3g × %.0f = %.0f ms",
-		cp95, sp95, ub, pct(1-half), k, m, pct(k/m), l.MaxRatioToStable, ub, limit)
+	seen := "canary p95 " + f0(cp95) + " ms, stable p95 " + f0(sp95) + " ms (at most " + f0(ub) + " at " + pct(1-half) + "); " +
+		f0(k) + " of " + f0(m) + " canary requests (" + pct(k/m) + ") slower than " + strconv.FormatFloat(l.MaxRatioToStable, 'g', 3, 64) +
+		" × " + f0(ub) + " = " + f0(limit) + " ms"
 	if ev >= 1/half {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(half, 1-half))
 		return r
 	}
-	seen = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(half, 1-half))
+	seen += "; evidence of more than 5% " + num(ev) + " < " + needed(half, 1-half)
 	// Healthy: fewer than 10% of canary requests at or above the limit, counting the bucket
 	// that straddles it whole.
 	kk, from := maybeSlowerThan(h, limit)
-	seen = fmt.Sprintf("%s; %.0f (%s) at or above %.0f ms", seen, kk, pct(kk/m), from)
+	seen += "; " + f0(kk) + " (" + pct(kk/m) + ") at or above " + f0(from) + " ms"
 	cub := upperBound(kk, m, half, priorBelow(healthyShare))
-	r.Status, r.Detail = bounded(seen, cub, healthyShare, 1-half, fmt.Sprintf(" at or above %.0f ms", from))
+	r.Status, r.Detail = bounded(seen, cub, healthyShare, 1-half, " at or above "+f0(from)+" ms")
 	return r
 }
 

@@ -334,7 +334,7 @@ func TestFalseAlarmsUnderRepeatedLooks(t *testing.T) {
 				}
 			}
 			rate := float64(alarms) / streams
-			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			t.Logf("%s: %d of %d streams ever unhealthy (%.2f%%)", c.name, alarms, streams, 100*rate)
 			if rate > 0.05 {
 				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
 			}
@@ -401,7 +401,7 @@ func TestLatencyFalseAlarmsUnderRepeatedLooks(t *testing.T) {
 				}
 			}
 			rate := float64(alarms) / float64(streams)
-			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			t.Logf("%s: %d of %d streams ever unhealthy (%.2f%%)", c.name, alarms, streams, 100*rate)
 			if rate > 0.05 {
 				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
 			}
@@ -415,7 +415,7 @@ func TestLatencyFalseAlarmsUnderRepeatedLooks(t *testing.T) {
 // however many looks there are. Healthy must mean the data rule out a clear failure, not only
 // that the failure is not yet shown.
 func TestHealthyAtTheEdgeUnderRepeatedLooks(t *testing.T) {
-	const streams, looks = 1000, 300
+	const streams, looks = 1000, 150
 	bounds := latencyBounds()
 	cases := []struct {
 		name    string
@@ -457,7 +457,7 @@ func TestHealthyAtTheEdgeUnderRepeatedLooks(t *testing.T) {
 				}
 			}
 			rate := float64(healthy) / streams
-			t.Logf("%d of %d streams ever healthy (%.2f%%)", healthy, streams, 100*rate)
+			t.Logf("%s: %d of %d streams ever healthy (%.2f%%)", c.name, healthy, streams, 100*rate)
 			if rate > 0.05 {
 				t.Errorf("healthy at the zone's edge in %.3f of streams, above alpha 0.05", rate)
 			}
