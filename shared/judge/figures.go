@@ -108,9 +108,17 @@ func (h Histogram) check() error {
 	if len(h.Counts) != len(h.Bounds)+1 {
 		return fmt.Errorf("histogram: %d counts for %d bounds, want %d", len(h.Counts), len(h.Bounds), len(h.Bounds)+1)
 	}
-	for i := 1; i < len(h.Bounds); i++ {
-		if !(h.Bounds[i] > h.Bounds[i-1]) {
-			return fmt.Errorf("histogram: bounds not increasing at %d (%g after %g)", i, h.Bounds[i], h.Bounds[i-1])
+	for i, b := range h.Bounds {
+		if math.IsNaN(b) || math.IsInf(b, 0) {
+			return fmt.Errorf("histogram: bound %d is %g", i, b)
+		}
+		if i > 0 && !(b > h.Bounds[i-1]) {
+			return fmt.Errorf("histogram: bounds not increasing at %d (%g after %g)", i, b, h.Bounds[i-1])
+		}
+	}
+	for i, c := range h.Counts {
+		if c < 0 {
+			return fmt.Errorf("histogram: negative count %d in bucket %d", c, i)
 		}
 	}
 	return nil

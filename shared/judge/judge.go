@@ -17,14 +17,30 @@ const slowShare = 0.05
 // defaultConfidence is used when the policy's confidence is not in (0, 1).
 const defaultConfidence = 0.95
 
+// healthyShare is the latency gates' indifference zone: a latency gate is Healthy only when
+// fewer than 10% of the canary's requests are, with the policy's confidence, at or above its
+// limit (the canary's p90 is within the limit). Between 5% (the limit: p95) and 10% the gate
+// can neither fail nor pass for sure, and stays Inconclusive until the data say which side.
+const healthyShare = 0.10
+
+// defaultZone is the error-rate gates' indifference zone width when the policy's
+// maxIncreaseOverStable is off (1) or 0: the policy's default increase.
+const defaultZone = 0.005
+
 // Judge decides on the canary's health from the figures in in. It is pure: no clock, no I/O,
 // no randomness. See docs/verification.md for the statistics.
 //
-// Every gate is Unhealthy when its test is conclusive, Healthy when it is not and the canary
-// has served at least Gates.MinRequests requests, and Inconclusive otherwise. The sequential
-// tests are valid at every sample size, so a conclusive failure counts below MinRequests too;
-// a Healthy verdict never comes before MinRequests. Missing data (no canary figures, no
-// requests, no stable figures for a comparison, no connection figures) is Inconclusive.
+// Every statistical gate is Unhealthy when its sequential test is conclusive (the canary is
+// above the limit), Healthy when the canary has served at least Gates.MinRequests requests and
+// a time-uniform upper confidence bound rules out a clear failure (the canary is below the
+// limit plus an indifference zone: errorRate.max + the zone width, stable + increase + the
+// zone width, fewer than 10% of requests at or above a latency limit), and Inconclusive
+// otherwise: "not yet shown to fail" is not Healthy. The sequential tests are valid at every
+// sample size, so a conclusive failure counts below MinRequests too; a Healthy verdict never
+// comes before MinRequests. Missing data (no canary figures, no requests, no stable figures
+// for a comparison, no connection figures) and inconsistent figures (more errors than
+// requests, negative counts, a malformed histogram, a figure or evidence that is not a
+// number) are Inconclusive.
 func Judge(in Input) Verdict {
 	g := in.Gates
 	conf := g.ErrorRate.Confidence
@@ -32,11 +48,12 @@ func Judge(in Input) Verdict {
 		conf = defaultConfidence
 	}
 	j := judging{in: in, alpha: 1 - conf, conf: conf}
-	if in.Canary != nil {
+	j.canaryBad, j.stableBad = inconsistency(in.Canary), inconsistency(in.Stable)
+	if in.Canary != nil && j.canaryBad == "" {
 		j.n = in.Canary.Requests.Total
 	}
 	minReq := int64(max(g.MinRequests, 1))
-	j.enough = in.Canary != nil && j.n >= minReq
+	j.enough = in.Canary != nil && j.canaryBad == "" && j.n >= minReq
 
 	gates := []GateResult{
 		j.requests(minReq),
@@ -50,6 +67,12 @@ func Judge(in Input) Verdict {
 	}
 	for i := range gates {
 		r := &gates[i]
+		if math.IsNaN(r.Observed) || math.IsNaN(r.Limit) || math.IsInf(r.Observed, 0) {
+			// Never decide on a figure that is not a number.
+			r.Status = Inconclusive
+			r.Detail += fmt.Sprintf("; not judged: a figure is not a number (observed %g, limit %g)", r.Observed, r.Limit)
+			continue
+		}
 		if r.Gate == GateRequests || r.Status == Inconclusive {
 			continue
 		}
@@ -108,15 +131,40 @@ func verdictOf(gates []GateResult, in Input) Verdict {
 }
 
 type judging struct {
-	in          Input
-	alpha, conf float64
-	n           int64 // canary requests
-	enough      bool  // canary requests >= minRequests
+	in                   Input
+	alpha, conf          float64
+	n                    int64  // canary requests (0 when its figures are inconsistent)
+	enough               bool   // canary requests >= minRequests
+	canaryBad, stableBad string // why a revision's figures are inconsistent, or ""
+}
+
+// inconsistency says why r's figures cannot be true (more errors than requests, negative
+// counts, a malformed histogram), or "" when they can; nil is consistent (it is missing data).
+func inconsistency(r *Revision) string {
+	if r == nil {
+		return ""
+	}
+	q := r.Requests
+	switch {
+	case q.Total < 0 || q.Errors < 0:
+		return fmt.Sprintf("negative request counts (%d requests, %d errors)", q.Total, q.Errors)
+	case q.Errors > q.Total:
+		return fmt.Sprintf("%s > %s", count(q.Errors, "error"), count(q.Total, "request"))
+	}
+	if err := r.Latency.check(); err != nil {
+		return "latency " + err.Error()
+	}
+	return ""
+}
+
+// inconsistent makes r an Inconclusive result naming the inconsistent figures.
+func inconsistent(r GateResult, who, why string) GateResult {
+	return noData(r, fmt.Sprintf("inconsistent figures for the %s: %s", who, why))
 }
 
 // needed formats the evidence threshold 1/alpha and its confidence.
 func needed(alpha, conf float64) string {
-	return fmt.Sprintf("%s needed (%s)", num(1/alpha), pct(conf))
+	return num(1/alpha) + " needed (" + pct(conf) + ")"
 }
 
 func num(x float64) string {
@@ -138,6 +186,12 @@ func pct(f float64) string {
 	return s + "%"
 }
 
+// itoa formats an integer.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// f0 formats x without decimals, as %.0f does.
+func f0(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
+
 // count formats n things: "1 error", "3 errors".
 func count(n int64, thing string) string {
 	if n == 1 {
@@ -158,10 +212,12 @@ func (j judging) requests(minReq int64) GateResult {
 	switch {
 	case j.in.Canary == nil:
 		r.Status, r.Detail = Inconclusive, "no data for the canary"
+	case j.canaryBad != "":
+		r = inconsistent(r, "canary", j.canaryBad)
 	case j.n < minReq:
-		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%d of %d requests", j.n, minReq)
+		r.Status, r.Detail = Inconclusive, itoa(j.n)+" of "+itoa(minReq)+" requests"
 	default:
-		r.Status, r.Detail = Healthy, fmt.Sprintf("%d requests (at least %d)", j.n, minReq)
+		r.Status, r.Detail = Healthy, itoa(j.n)+" requests (at least "+itoa(minReq)+")"
 	}
 	return r
 }
@@ -177,12 +233,23 @@ func (j judging) noCanary(r GateResult) *GateResult {
 	switch {
 	case j.in.Canary == nil:
 		r = noData(r, "no data for the canary")
+	case j.canaryBad != "":
+		r = inconsistent(r, "canary", j.canaryBad)
 	case j.n == 0:
 		r = noData(r, "no canary requests")
 	default:
 		return nil
 	}
 	return &r
+}
+
+// zoneWidth is the error-rate gates' indifference zone width: maxIncreaseOverStable when it is
+// in (0, 1), else defaultZone.
+func zoneWidth(e policy.ErrorRateGate) float64 {
+	if d := e.MaxIncreaseOverStable; d > 0 && d < 1 {
+		return d
+	}
+	return defaultZone
 }
 
 func (j judging) errorRate() GateResult {
@@ -198,14 +265,35 @@ func (j judging) errorRate() GateResult {
 	x, n := float64(j.in.Canary.Requests.Errors), float64(j.n)
 	r.Observed = ratio(x, n)
 	ev := math.Exp(logEvidenceAbove(x, n, e.Max, priorAbove(e.Max)))
-	seen := fmt.Sprintf("%s in %s (%s)", count(j.in.Canary.Requests.Errors, "error"), count(j.n, "request"), pct(r.Observed))
+	seen := count(j.in.Canary.Requests.Errors, "error") + " in " + count(j.n, "request") + " (" + pct(r.Observed) + ")"
+	if math.IsNaN(ev) {
+		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%s; evidence is not a number", seen)
+		return r
+	}
 	if ev >= 1/j.alpha {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; above %s: evidence %s >= %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
-	} else {
-		r.Detail = fmt.Sprintf("%s; evidence of more than %s %s < %s", seen, pct(e.Max), num(ev), needed(j.alpha, j.conf))
+		return r
 	}
+	seen += "; evidence of more than " + pct(e.Max) + " " + num(ev) + " < " + needed(j.alpha, j.conf)
+	// Healthy needs more than "not shown to fail": the always-valid upper bound must rule out
+	// the zone's edge, max + the zone width.
+	edge := math.Min(1, e.Max+zoneWidth(e))
+	r.Status, r.Detail = bounded(seen, upperBound(x, n, j.alpha, priorBelow(edge)), edge, j.conf, "")
 	return r
+}
+
+// bounded decides a gate that was not shown to fail on its upper confidence bound ub (at
+// confidence conf) of the bad share: Healthy when ub <= edge (the indifference zone's edge is
+// ruled out), else Inconclusive. what names the bad requests ("" for errors).
+func bounded(seen string, ub, edge, conf float64, what string) (Status, string) {
+	if math.IsNaN(ub) {
+		return Inconclusive, seen + "; upper bound is not a number"
+	}
+	if ub <= edge {
+		return Healthy, seen + "; below " + pct(edge) + what + " (at most " + pct(ub) + " at " + pct(conf) + ")"
+	}
+	return Inconclusive, seen + "; not enough data to rule out " + pct(edge) + what + " (at most " + pct(ub) + " at " + pct(conf) + ")"
 }
 
 func (j judging) errorRateOverStable() GateResult {
@@ -220,7 +308,10 @@ func (j judging) errorRateOverStable() GateResult {
 		return *nc
 	}
 	s := j.in.Stable
-	if s == nil || s.Requests.Total == 0 {
+	switch {
+	case j.stableBad != "":
+		return inconsistent(r, "stable revision", j.stableBad)
+	case s == nil || s.Requests.Total == 0:
 		return noData(r, "no data for the stable revision")
 	}
 	xc, nc := float64(j.in.Canary.Requests.Errors), float64(j.n)
@@ -232,15 +323,28 @@ func (j judging) errorRateOverStable() GateResult {
 	ub := upperBound(xs, ns, half, stablePrior(d))
 	p0 := math.Min(1, ub+d)
 	ev := math.Exp(logEvidenceAbove(xc, nc, p0, priorAbove(math.Max(d, 1e-6))))
-	seen := fmt.Sprintf("canary %s (%d/%d), stable %s (%d/%d, at most %s at %s)",
-		pct(ratio(xc, nc)), j.in.Canary.Requests.Errors, j.n, pct(ratio(xs, ns)), s.Requests.Errors, s.Requests.Total,
-		pct(ub), pct(1-half))
+	seen := "canary " + pct(ratio(xc, nc)) + " (" + itoa(j.in.Canary.Requests.Errors) + "/" + itoa(j.n) + "), stable " +
+		pct(ratio(xs, ns)) + " (" + itoa(s.Requests.Errors) + "/" + itoa(s.Requests.Total) + ", at most " + pct(ub) + " at " + pct(1-half) + ")"
+	if math.IsNaN(ev) {
+		r.Status, r.Detail = Inconclusive, fmt.Sprintf("%s; evidence is not a number", seen)
+		return r
+	}
 	if ev >= 1/half {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; canary above %s: evidence %s >= %s", seen, pct(p0), num(ev), needed(half, 1-half))
-	} else {
-		r.Detail = fmt.Sprintf("%s; evidence of canary above %s %s < %s", seen, pct(p0), num(ev), needed(half, 1-half))
+		return r
 	}
+	seen += "; evidence of canary above " + pct(p0) + " " + num(ev) + " < " + needed(half, 1-half)
+	// The stable bound must mean something before the comparison can pass: a bound wider
+	// than the zone (3 stable requests bound the rate at 70%) would pass any canary.
+	w := zoneWidth(e)
+	if ub+d >= 1 || ub-ratio(xs, ns) > w {
+		r.Status = Inconclusive
+		r.Detail = fmt.Sprintf("%s; the stable rate is not yet bounded within %s of its ratio", seen, pct(w))
+		return r
+	}
+	edge := math.Min(1, p0+w)
+	r.Status, r.Detail = bounded(seen, upperBound(xc, nc, half, priorBelow(math.Min(1, d+w))), edge, 1-half, "")
 	return r
 }
 
@@ -268,13 +372,19 @@ func (j judging) latencyP95() GateResult {
 	r.Observed, _ = h.Quantile(0.95)
 	k, at := slowerThan(h, float64(l.MaxMs))
 	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
-	seen := fmt.Sprintf("p95 %.0f ms; %.0f of %.0f requests (%s) at or above %.0f ms", r.Observed, k, m, pct(k/m), at)
+	seen := "p95 " + f0(r.Observed) + " ms; " + f0(k) + " of " + f0(m) + " requests (" + pct(k/m) + ") at or above " + f0(at) + " ms"
 	if ev >= 1/j.alpha {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(j.alpha, j.conf))
-	} else {
-		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(j.alpha, j.conf))
+		return r
 	}
+	seen += "; evidence of more than 5% " + num(ev) + " < " + needed(j.alpha, j.conf)
+	// Healthy: fewer than 10% at or above maxMs, counting the bucket that straddles it whole
+	// (an upper bound on the slow requests, whatever their spread in the bucket).
+	kk, from := maybeSlowerThan(h, float64(l.MaxMs))
+	seen += "; " + f0(kk) + " (" + pct(kk/m) + ") at or above " + f0(from) + " ms"
+	ub := upperBound(kk, m, j.alpha, priorBelow(healthyShare))
+	r.Status, r.Detail = bounded(seen, ub, healthyShare, j.conf, " at or above "+f0(from)+" ms")
 	return r
 }
 
@@ -292,6 +402,9 @@ func (j judging) latencyToStable() GateResult {
 	m := float64(h.Count())
 	if m == 0 {
 		return noData(r, "no latency data for the canary")
+	}
+	if j.stableBad != "" {
+		return inconsistent(r, "stable revision", j.stableBad)
 	}
 	if j.in.Stable == nil || j.in.Stable.Latency.Count() == 0 {
 		return noData(r, "no latency data for the stable revision")
@@ -317,15 +430,37 @@ func (j judging) latencyToStable() GateResult {
 	limit := l.MaxRatioToStable * ub
 	k := h.Above(limit)
 	ev := math.Exp(logEvidenceAbove(k, m, slowShare, priorAbove(slowShare)))
-	seen := fmt.Sprintf("canary p95 %.0f ms, stable p95 %.0f ms (at most %.0f at %s); %.0f of %.0f canary requests (%s) slower than %.3g × %.0f = %.0f ms",
-		cp95, sp95, ub, pct(1-half), k, m, pct(k/m), l.MaxRatioToStable, ub, limit)
+	seen := "canary p95 " + f0(cp95) + " ms, stable p95 " + f0(sp95) + " ms (at most " + f0(ub) + " at " + pct(1-half) + "); " +
+		f0(k) + " of " + f0(m) + " canary requests (" + pct(k/m) + ") slower than " + strconv.FormatFloat(l.MaxRatioToStable, 'g', 3, 64) +
+		" × " + f0(ub) + " = " + f0(limit) + " ms"
 	if ev >= 1/half {
 		r.Status = Unhealthy
 		r.Detail = fmt.Sprintf("%s; more than 5%%: evidence %s >= %s", seen, num(ev), needed(half, 1-half))
-	} else {
-		r.Detail = fmt.Sprintf("%s; evidence of more than 5%% %s < %s", seen, num(ev), needed(half, 1-half))
+		return r
 	}
+	seen += "; evidence of more than 5% " + num(ev) + " < " + needed(half, 1-half)
+	// Healthy: fewer than 10% of canary requests at or above the limit, counting the bucket
+	// that straddles it whole.
+	kk, from := maybeSlowerThan(h, limit)
+	seen += "; " + f0(kk) + " (" + pct(kk/m) + ") at or above " + f0(from) + " ms"
+	cub := upperBound(kk, m, half, priorBelow(healthyShare))
+	r.Status, r.Detail = bounded(seen, cub, healthyShare, 1-half, " at or above "+f0(from)+" ms")
 	return r
+}
+
+// maybeSlowerThan returns how many of h's values may be at or above x: those in the buckets
+// that end above x, so at or above from, the last bucket bound <= x (every value when x is
+// below the first bound: from is then -Inf). It counts the bucket that straddles x whole, so
+// the count is at least the true number whatever the spread inside the bucket.
+func maybeSlowerThan(h Histogram, x float64) (n, from float64) {
+	i, found := slices.BinarySearch(h.Bounds, x)
+	if found {
+		return h.Above(x), x
+	}
+	if i == 0 {
+		return float64(h.Count()), math.Inf(-1)
+	}
+	return h.Above(h.Bounds[i-1]), h.Bounds[i-1]
 }
 
 // slowerThan returns how many of h's values are surely slower than x: those in the buckets
@@ -391,6 +526,9 @@ func (j judging) dbConnections() GateResult {
 	c := j.in.Connections
 	if c == nil {
 		return noData(r, "no data for the database's connections")
+	}
+	if math.IsNaN(c.InUse) || math.IsInf(c.InUse, 0) || c.InUse < 0 || c.Max < 0 {
+		return noData(r, fmt.Sprintf("inconsistent figures for the database's connections: %g in use of %d", c.InUse, c.Max))
 	}
 	maxConn := c.Max
 	if maxConn <= 0 {

@@ -63,15 +63,22 @@ func TestErrorRateGate(t *testing.T) {
 		{"no requests", rev(0, 0, Histogram{}), gs, Inconclusive, "no canary requests"},
 		{"1 in 3 is not 33%", rev(3, 1, Histogram{}), gs, Inconclusive, "1 error in 3 requests (33.33%)"},
 		{"2 in 50 is not enough yet", rev(50, 2, Histogram{}), gs, Inconclusive, "< 20 needed (95%)"},
-		{"none in 100", rev(100, 0, Histogram{}), gs, Healthy, "0 errors in 100 requests"},
+		{"none in 100 does not rule out 0.6%", rev(100, 0, Histogram{}), gs, Inconclusive, "0 errors in 100 requests (0%); evidence of more than 0.1% 0.756 < 20 needed (95%); not enough data to rule out 0.6% (at most 3.14% at 95%)"},
+		{"2 in 100 is not healthy", rev(100, 2, Histogram{}), gs, Inconclusive, "not enough data to rule out 0.6%"},
+		{"none in 1000", rev(1000, 0, Histogram{}), gs, Healthy, "0 errors in 1000 requests (0%); evidence of more than 0.1% 0.16 < 20 needed (95%); below 0.6% (at most 0.44% at 95%)"},
 		{"at the limit", rev(5000, 5, Histogram{}), gs, Healthy, "5 errors in 5000 requests (0.1%)"},
+		{"zone from maxIncreaseOverStable", rev(1000, 0, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.MaxIncreaseOverStable = 0.002 }), Inconclusive, "rule out 0.3%"},
+		{"zone 0.5% when the increase is off", rev(1000, 0, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.MaxIncreaseOverStable = 1 }), Healthy, "below 0.6%"},
+		{"more errors than requests", rev(300, 500, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 0.5 }), Inconclusive, "inconsistent figures for the canary: 500 errors > 300 requests"},
+		{"negative counts", rev(-5, 0, Histogram{}), gs, Inconclusive, "inconsistent figures for the canary: negative request counts"},
+		{"NaN limit", rev(1000, 0, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = math.NaN() }), Inconclusive, "not a number"},
 		{"3 in 240", rev(240, 3, Histogram{}), gs, Unhealthy, "3 errors in 240 requests (1.25%); above 0.1%: evidence 22.3 >= 20 needed (95%)"},
-		{"3 in 300 is not", rev(300, 3, Histogram{}), gs, Healthy, "evidence of more than 0.1% 17.1 < 20"},
+		{"3 in 300 is not failing, nor healthy", rev(300, 3, Histogram{}), gs, Inconclusive, "evidence of more than 0.1% 17.1 < 20 needed (95%); not enough data to rule out 0.6%"},
 		{"conclusive below minRequests", rev(60, 5, Histogram{}), gs, Unhealthy, "5 errors in 60 requests"},
 		{"max 1 is off", rev(100, 100, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 1 }), Healthy, "off"},
 		{"max 0: any 5xx fails", rev(1000, 1, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 0 }), Unhealthy, "evidence ∞"},
-		{"max 0: none is fine", rev(1000, 0, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 0 }), Healthy, "0 errors"},
-		{"confidence 0.99 asks more", rev(240, 3, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Confidence = 0.99 }), Healthy, "< 100 needed (99%)"},
+		{"max 0: none is fine", rev(2000, 0, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Max = 0 }), Healthy, "0 errors"},
+		{"confidence 0.99 asks more", rev(240, 3, Histogram{}), with(func(g *policy.Gates) { g.ErrorRate.Confidence = 0.99 }), Inconclusive, "< 100 needed (99%)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,7 +90,7 @@ func TestErrorRateGate(t *testing.T) {
 			if got.Action != policy.ActionRollback {
 				t.Errorf("got action %q, want rollback", got.Action)
 			}
-			if strings.HasPrefix(got.Detail, "no ") && (got.Observed != 0 || got.Limit != 0) {
+			if (strings.HasPrefix(got.Detail, "no ") || strings.HasPrefix(got.Detail, "inconsistent")) && (got.Observed != 0 || got.Limit != 0) {
 				t.Errorf("no data: got observed %g, limit %g, want 0, 0", got.Observed, got.Limit)
 			}
 		})
@@ -106,8 +113,11 @@ func TestErrorRateOverStableGate(t *testing.T) {
 		{"stable without requests", rev(1000, 50, Histogram{}), rev(0, 0, Histogram{}), gs, Inconclusive, "no data for the stable revision"},
 		{"no canary", nil, rev(1000, 1, Histogram{}), gs, Inconclusive, "no data for the canary"},
 		{"far above", rev(1000, 20, Histogram{}), rev(10000, 10, Histogram{}), gs, Unhealthy, "canary 2% (20/1000), stable 0.1% (10/10000"},
-		{"within the increase", rev(1000, 8, Histogram{}), rev(10000, 60, Histogram{}), gs, Healthy, "canary 0.8%"},
+		{"within the increase, not yet bounded", rev(1000, 8, Histogram{}), rev(10000, 60, Histogram{}), gs, Inconclusive, "canary 0.8% (8/1000), stable 0.6% (60/10000, at most 0.96% at 97.5%); evidence of canary above 1.46% 0.329 < 40 needed (97.5%); not enough data to rule out 1.96% (at most 2.08% at 97.5%)"},
+		{"within the increase", rev(4000, 32, Histogram{}), rev(40000, 240, Histogram{}), gs, Healthy, "; below "},
 		{"same rate", rev(2000, 2, Histogram{}), rev(20000, 20, Histogram{}), gs, Healthy, "stable 0.1%"},
+		{"3 stable requests bound nothing", rev(2000, 2, Histogram{}), rev(3, 0, Histogram{}), gs, Inconclusive, "the stable rate is not yet bounded within 0.5% of its ratio"},
+		{"inconsistent stable", rev(2000, 2, Histogram{}), rev(100, 200, Histogram{}), gs, Inconclusive, "inconsistent figures for the stable revision: 200 errors > 100 requests"},
 		{"off", rev(1000, 500, Histogram{}), rev(10000, 10, Histogram{}), off, Healthy, "off"},
 	}
 	for _, c := range cases {
@@ -141,7 +151,10 @@ func TestLatencyGates(t *testing.T) {
 		want           Status
 		detail         string
 	}{
-		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) at or above 1024 ms"},
+		{"fast", GateLatencyP95, rev(1000, 0, fast), nil, gs, Healthy, "0 of 1000 requests (0%) at or above 1024 ms; evidence of more than 5% 0.000169 < 20 needed (95%); 0 (0%) at or above 724 ms; below 10% at or above 724 ms (at most 0.89% at 95%)"},
+		{"8% slow in 100 is not healthy", GateLatencyP95, rev(100, 0, hist(map[float64]int64{100: 92, 2000: 8})), nil, gs, Inconclusive, "not enough data to rule out 10% at or above 724 ms"},
+		{"the straddling bucket counts whole for healthy", GateLatencyP95, rev(1000, 0, hist(map[float64]int64{100: 850, 800: 150})), nil, gs, Inconclusive, "0 of 1000 requests (0%) at or above 1024 ms; evidence of more than 5% 0.000169 < 20 needed (95%); 150 (15%) at or above 724 ms; not enough data to rule out 10% at or above 724 ms (at most 20.19% at 95%)"},
+		{"negative bucket count", GateLatencyP95, rev(1000, 0, hist(map[float64]int64{100: 1000, 2000: -5})), nil, gs, Inconclusive, "inconsistent figures for the canary: latency histogram: negative count"},
 		{"slow", GateLatencyP95, rev(1000, 0, slow), nil, gs, Unhealthy, "300 of 1000 requests (30%) at or above 1024 ms; more than 5%"},
 		{"1 slow in 3 is not a p95", GateLatencyP95, rev(3, 0, fewSlow), nil, gs, Inconclusive, "1 of 3 requests"},
 		{"no latency data", GateLatencyP95, rev(1000, 0, Histogram{}), nil, gs, Inconclusive, "no latency data for the canary"},
@@ -149,7 +162,9 @@ func TestLatencyGates(t *testing.T) {
 		{"ratio: stable missing", GateLatencyP95ToStable, rev(1000, 0, slower), nil, gs, Inconclusive, "no latency data for the stable revision"},
 		{"ratio: stable without latency", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, Histogram{}), gs, Inconclusive, "no latency data for the stable revision"},
 		{"ratio: 3× stable", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, stable), gs, Unhealthy, "more than 5%"},
-		{"ratio: similar", GateLatencyP95ToStable, rev(1000, 0, similar), rev(10000, 0, stable), gs, Healthy, "canary p95"},
+		{"ratio: similar", GateLatencyP95ToStable, rev(1000, 0, similar), rev(10000, 0, stable), gs, Healthy, "below 10% at or above"},
+		{"ratio: similar, 30 requests", GateLatencyP95ToStable, rev(30, 0, hist(map[float64]int64{100: 26, 300: 3, 400: 1})), rev(10000, 0, stable), gs, Inconclusive, "not enough data to rule out 10% at or above"},
+		{"ratio: inconsistent stable", GateLatencyP95ToStable, rev(1000, 0, similar), rev(10000, 0, Histogram{Bounds: []float64{1, 2}, Counts: []int64{5}}), gs, Inconclusive, "inconsistent figures for the stable revision: latency histogram: 1 counts for 2 bounds"},
 		{"ratio: stable not yet bounded", GateLatencyP95ToStable, rev(1000, 0, similar), rev(5, 0, hist(map[float64]int64{100: 5})), gs, Inconclusive, "not yet bounded"},
 		{"ratio 0 is off", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, stable), noRatio, Healthy, "off"},
 	}
@@ -211,7 +226,9 @@ func TestVerdict(t *testing.T) {
 	}{
 		{"no data is never healthy", Input{Gates: gs, Stable: stable}, Inconclusive, "", "inconclusive: requests: no data for the canary"},
 		{"no requests", Input{Gates: gs, Canary: rev(0, 0, Histogram{}), Stable: stable}, Inconclusive, "", "requests: 0 of 100 requests"},
-		{"healthy", Input{Gates: gs, Canary: rev(1000, 1, good), Stable: stable}, Healthy, "", "healthy: requests: 1000 requests"},
+		{"healthy", Input{Gates: gs, Canary: rev(2000, 1, good), Stable: stable}, Healthy, "", "healthy: requests: 2000 requests"},
+		{"2% in 100 is not healthy", Input{Gates: gs, Canary: rev(100, 2, good), Stable: stable}, Inconclusive, "", "errorRate: 2 errors in 100 requests (2%); evidence of more than 0.1% 8.56 < 20 needed (95%); not enough data to rule out 0.6% (at most 10.52% at 95%)"},
+		{"more errors than requests", Input{Gates: gs, Canary: rev(300, 500, good), Stable: stable}, Inconclusive, "", "requests: inconsistent figures for the canary: 500 errors > 300 requests"},
 		{"below minRequests", Input{Gates: gs, Canary: rev(99, 0, good), Stable: stable}, Inconclusive, "", "requests: 99 of 100 requests"},
 		{"stable missing holds", Input{Gates: gs, Canary: rev(1000, 1, good)}, Inconclusive, "", "errorRate.overStable: no data for the stable revision"},
 		{"latency pauses", Input{Gates: gs, Canary: rev(1000, 1, slow), Stable: stable}, Unhealthy, policy.ActionPause, "unhealthy (pause): latencyP95:"},
@@ -317,7 +334,7 @@ func TestFalseAlarmsUnderRepeatedLooks(t *testing.T) {
 				}
 			}
 			rate := float64(alarms) / streams
-			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			t.Logf("%s: %d of %d streams ever unhealthy (%.2f%%)", c.name, alarms, streams, 100*rate)
 			if rate > 0.05 {
 				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
 			}
@@ -384,9 +401,97 @@ func TestLatencyFalseAlarmsUnderRepeatedLooks(t *testing.T) {
 				}
 			}
 			rate := float64(alarms) / float64(streams)
-			t.Logf("%d of %d streams ever unhealthy (%.2f%%)", alarms, streams, 100*rate)
+			t.Logf("%s: %d of %d streams ever unhealthy (%.2f%%)", c.name, alarms, streams, 100*rate)
 			if rate > 0.05 {
 				t.Errorf("false alarm rate %.3f above alpha 0.05", rate)
+			}
+		})
+	}
+}
+
+// TestHealthyAtTheEdgeUnderRepeatedLooks is the promote side's guarantee: canaries at the
+// indifference zone's edge (an error rate of max + the zone width; 10% of requests at or above
+// maxMs), judged after every look, must be declared Healthy in at most alpha of streams
+// however many looks there are. Healthy must mean the data rule out a clear failure, not only
+// that the failure is not yet shown.
+func TestHealthyAtTheEdgeUnderRepeatedLooks(t *testing.T) {
+	const streams, looks = 1000, 150
+	bounds := latencyBounds()
+	cases := []struct {
+		name    string
+		errRate float64 // the canary's error rate (the errorRate gate alone)
+		slow    float64 // else the share of requests at 2000 ms (the latencyP95 gate alone)
+		perLook float64
+	}{
+		{"errors at max + 0.5%", 0.006, 0, 60},
+		{"errors at max + 0.5%, 600 a look", 0.006, 0, 600},
+		{"10% at or above maxMs", 0, 0.10, 60},
+	}
+	for ci, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(11, uint64(ci)))
+			gs := defaultGates()
+			gs.ErrorRate.MaxIncreaseOverStable = 1
+			gs.LatencyP95.MaxRatioToStable = 0
+			if c.errRate > 0 {
+				gs.LatencyP95.MaxMs = 0
+			} else {
+				gs.ErrorRate.Max = 1
+			}
+			healthy := 0
+			for s := 0; s < streams; s++ {
+				can := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				fast, slow := bucketOf(bounds, 100), bucketOf(bounds, 2000)
+				for l := 0; l < looks; l++ {
+					n := distuv.Poisson{Lambda: c.perLook, Src: rng}.Rand()
+					can.Requests.Total += int64(n)
+					can.Requests.Errors += int64(binomial(rng, n, c.errRate))
+					k := binomial(rng, n, c.slow)
+					can.Latency.Counts[slow] += int64(k)
+					can.Latency.Counts[fast] += int64(n - k)
+					if Judge(Input{Canary: can, Gates: gs}).Status == Healthy {
+						healthy++
+						break
+					}
+				}
+			}
+			rate := float64(healthy) / streams
+			t.Logf("%s: %d of %d streams ever healthy (%.2f%%)", c.name, healthy, streams, 100*rate)
+			if rate > 0.05 {
+				t.Errorf("healthy at the zone's edge in %.3f of streams, above alpha 0.05", rate)
+			}
+		})
+	}
+}
+
+// TestNotANumberIsNeverHealthy: figures that are not numbers, or inconsistent, never make a
+// gate Healthy.
+func TestNotANumberIsNeverHealthy(t *testing.T) {
+	gs := defaultGates()
+	gs.DBConnections = &policy.DBConnectionsGate{Max: 0.8, MaxConnections: 100, OnFail: policy.ActionRollback}
+	good := hist(map[float64]int64{100: 1800, 300: 200})
+	stable := rev(20000, 20, hist(map[float64]int64{100: 18000, 300: 2000}))
+	nanMax := gs
+	nanMax.ErrorRate.Max = math.NaN()
+	cases := []struct {
+		name string
+		in   Input
+		gate string
+	}{
+		{"NaN connections", Input{Gates: gs, Canary: rev(2000, 1, good), Stable: stable, Connections: &Connections{InUse: math.NaN(), Max: 100}}, GateDBConnections},
+		{"negative connections", Input{Gates: gs, Canary: rev(2000, 1, good), Stable: stable, Connections: &Connections{InUse: -3, Max: 100}}, GateDBConnections},
+		{"NaN limit", Input{Gates: nanMax, Canary: rev(2000, 1, good), Stable: stable, Connections: &Connections{InUse: 1, Max: 100}}, GateErrorRate},
+		{"NaN bound", Input{Gates: gs, Canary: rev(2000, 1, Histogram{Bounds: []float64{math.NaN()}, Counts: []int64{1, 2}}), Stable: stable, Connections: &Connections{InUse: 1, Max: 100}}, GateLatencyP95},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Judge(c.in)
+			if v.Status == Healthy {
+				t.Errorf("verdict healthy: %s", v.Reason)
+			}
+			if g := gate(t, v, c.gate); g.Status != Inconclusive {
+				t.Errorf("gate %s: got %v %q, want inconclusive", c.gate, g.Status, g.Detail)
 			}
 		})
 	}

@@ -128,13 +128,13 @@ func upperBound(x, n, alpha float64, pr betaPrior) float64 {
 	if reject(lo) {
 		return lo
 	}
-	// Bracket by doubling from the observed rate, then bisect to 0.1% of the bound, keeping
+	// Bracket by doubling from the observed rate, then bisect to 0.2% of the bound, keeping
 	// the rejected (conservative) end.
 	hi := math.Max(2*lo, 1e-6)
 	for hi < 1 && !reject(hi) {
 		lo, hi = hi, math.Min(1, 2*hi)
 	}
-	for hi-lo > 1e-3*hi {
+	for hi-lo > 2e-3*hi {
 		mid := (lo + hi) / 2
 		if reject(mid) {
 			hi = mid

@@ -11,11 +11,22 @@ import (
 type Status int
 
 const (
-	// Healthy: the gate passed with the confidence the policy asks for.
+	// Healthy: the canary has served at least minRequests requests, its figures are
+	// consistent, and a time-uniform upper confidence bound (at the policy's confidence)
+	// rules out a clear failure: the error rate is below errorRate.max plus the indifference
+	// zone (maxIncreaseOverStable, or 0.5% when that is off or 0), below the stable
+	// revision's bound plus maxIncreaseOverStable plus the zone, and fewer than 10% of
+	// requests are at or above each latency limit (the p90 is within it). A gate that is
+	// only "not yet shown to fail" is not Healthy. The guarantee is per gate: a canary at or
+	// beyond a zone's edge is declared Healthy by that gate with probability at most
+	// 1 - confidence, however often it is judged (empirical for the ratio to the stable p95).
 	Healthy Status = iota
-	// Inconclusive: not enough data to decide either way; the stage holds.
+	// Inconclusive: not enough data to decide either way (no data, fewer than minRequests
+	// requests, a rate neither shown above its limit nor bounded below the zone's edge, a
+	// stable revision not yet bounded) or inconsistent figures; the stage holds.
 	Inconclusive
-	// Unhealthy: the gate failed with the confidence the policy asks for.
+	// Unhealthy: a sequential test is conclusive that the canary is above a limit, at the
+	// confidence the policy asks for (valid at every look), or a gauge is over its limit.
 	Unhealthy
 )
 
