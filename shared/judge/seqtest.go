@@ -28,25 +28,30 @@ import (
 // betaPrior is a Beta(a, b) mixing distribution.
 type betaPrior struct{ a, b float64 }
 
-// priorShape is the Beta prior's first shape parameter. With a mean m well below 1 the prior
-// is close to a Gamma(2) with mean m: its mass sits within a few multiples of m, so a single
-// bad request is never enough evidence at 95% (see priorAbove).
-const priorShape = 2
+// The Beta priors. A prior with first shape parameter a and a mean m well below 1 is close to
+// a Gamma(a) with mean m: its mass sits within a few multiples of m. The test for "above the
+// limit" (the one that fails a gate) puts its mean at twice the limit's odds with shape 1: a
+// flat-tailed prior whose mass near the limit is small, so a canary sitting exactly at the
+// limit for hours rarely accumulates evidence (false rollbacks of a healthy canary at 1 rps:
+// 0.5% in the simulation), while a canary at 50× the limit still fails on its first minute
+// of data. The test for "below" (the upper bounds that make a gate Healthy) puts its mean at a
+// third of the limit's odds with shape 2, which bounds a clean canary sooner. Seeded
+// comparisons of other shapes and factors are in docs/verification.md.
+const (
+	aboveShape, aboveOdds = 1, 2
+	belowShape, belowOdds = 2, 3
+)
 
-// oddsFactor sets where a prior puts its mass: at an odds of a bad request oddsFactor times
-// the limit's (3 × p0 for a small p0), the smallest excess the gates are tuned to catch fast.
-const oddsFactor = 3
-
-// priorAbove is the prior for testing p > p0: mean at odds oddsFactor × p0's odds.
+// priorAbove is the prior for testing p > p0: mean at odds aboveOdds × p0's odds.
 func priorAbove(p0 float64) betaPrior {
-	m := oddsFactor * p0 / (1 + (oddsFactor-1)*p0)
-	return betaPrior{a: priorShape, b: priorShape * (1 - m) / m}
+	m := aboveOdds * p0 / (1 + (aboveOdds-1)*p0)
+	return betaPrior{a: aboveShape, b: aboveShape * (1 - m) / m}
 }
 
-// priorBelow is the prior for testing p < p0: mean at odds p0's odds / oddsFactor.
+// priorBelow is the prior for testing p < p0: mean at odds p0's odds / belowOdds.
 func priorBelow(p0 float64) betaPrior {
-	m := p0 / (oddsFactor - (oddsFactor-1)*p0)
-	return betaPrior{a: priorShape, b: priorShape * (1 - m) / m}
+	m := p0 / (belowOdds - (belowOdds-1)*p0)
+	return betaPrior{a: belowShape, b: belowShape * (1 - m) / m}
 }
 
 // logLik is the binomial log likelihood (without the binomial coefficient) of x in n at p.

@@ -632,14 +632,14 @@ func TestSimulation(t *testing.T) {
 		t.Fatalf("no results for %s under %s", row, model)
 		return simStats{}
 	}
-	// Target 1, healthy canary at 1 rps: false rollback < 0.5%. MISSED with a 4 h stage (see
-	// docs/verification.md): the canary sits exactly at the 0.1% limit for the 2-3 hours it
-	// takes to bound its rate below 0.6%. Held here to what it is, well under alpha, and the
-	// healthy canaries must still be promoted.
+	// Target 1, healthy canary at 1 rps: false rollback < 0.5%. Met at the edge (0.49% on this
+	// seed, ±0.14% for 10,000 releases; see docs/verification.md): the canary sits exactly at
+	// the 0.1% limit for the 2-3 hours it takes to bound its rate below 0.6%. Held here with
+	// room for the seed's noise, and the healthy canaries must still be promoted.
 	for _, c := range []struct {
 		row                  string
 		maxRollback, promote float64
-	}{{"healthy, 1 rps", 0.015, 0.80}, {"healthy, 10 rps", 0.02, 0.95}, {"healthy, 100 rps", 0.02, 0.95}} {
+	}{{"healthy, 1 rps", 0.0075, 0.80}, {"healthy, 10 rps", 0.015, 0.95}, {"healthy, 100 rps", 0.015, 0.95}} {
 		s := find(c.row, "coalmine")
 		if s.rate(s.rollback) >= c.maxRollback || s.rate(s.promoted) < c.promote {
 			t.Errorf("%s: false rollback %.2f%%, promoted %.2f%%; want < %.1f%% and >= %.0f%%",
