@@ -159,6 +159,7 @@ func TestMetricsFromRealTraffic(t *testing.T) {
 		got = counts(t, mc, countQuery)
 		return total(got) == total(s.byClass)
 	})
+	t.Logf("request_count by revision and class: %v; the client saw %v", got, s.byClass)
 	for _, rev := range []string{canary, stable} {
 		for _, class := range []string{"2xx", "5xx"} {
 			if got[rev][class] != s.byClass[rev][class] {
