@@ -343,7 +343,12 @@ func (j judging) errorRateOverStable() GateResult {
 		r.Detail = fmt.Sprintf("%s; the stable rate is not yet bounded within %s of its ratio", seen, pct(w))
 		return r
 	}
-	edge := math.Min(1, p0+w)
+	// Healthy: the canary bounded within the stable rate's LOWER bound plus the increase and
+	// the zone, so that a canary at the stable's true rate + increase + zone passes with
+	// probability at most alpha (half for each bound).
+	lb := lowerBound(xs, ns, half, priorAbove(math.Max(d, 1e-6)))
+	edge := math.Min(1, lb+d+w)
+	seen += "; stable at least " + pct(lb)
 	r.Status, r.Detail = bounded(seen, upperBound(xc, nc, half, priorBelow(math.Min(1, d+w))), edge, 1-half, "")
 	return r
 }
@@ -439,10 +444,17 @@ func (j judging) latencyToStable() GateResult {
 		return r
 	}
 	seen += "; evidence of more than 5% " + num(ev) + " < " + needed(half, 1-half)
-	// Healthy: fewer than 10% of canary requests at or above the limit, counting the bucket
-	// that straddles it whole.
-	kk, from := maybeSlowerThan(h, limit)
-	seen += "; " + f0(kk) + " (" + pct(kk/m) + ") at or above " + f0(from) + " ms"
+	// Healthy: fewer than 10% of canary requests at or above the ratio times the stable p95's
+	// LOWER bound, counting the bucket that straddles it whole: a canary whose p90 is beyond
+	// the ratio times the stable's true p95 then passes with probability at most alpha.
+	lb, ok := p95LowerBound(sh, half)
+	if !ok {
+		r.Status = Inconclusive
+		r.Detail = fmt.Sprintf("%s; the stable p95 is not yet bounded from below at %s", seen, pct(1-half))
+		return r
+	}
+	kk, from := maybeSlowerThan(h, l.MaxRatioToStable*lb)
+	seen += "; stable p95 at least " + f0(lb) + " ms; " + f0(kk) + " (" + pct(kk/m) + ") at or above " + f0(from) + " ms"
 	cub := upperBound(kk, m, half, priorBelow(healthyShare))
 	r.Status, r.Detail = bounded(seen, cub, healthyShare, 1-half, " at or above "+f0(from)+" ms")
 	return r
@@ -475,6 +487,34 @@ func slowerThan(h Histogram, x float64) (n, at float64) {
 		return 0, math.Inf(1)
 	}
 	return h.Above(h.Bounds[i]), h.Bounds[i]
+}
+
+// p95LowerBound returns the largest bucket bound b of h such that more than 5% of the
+// revision's requests are at or above b with confidence 1-alpha (the upper test of the share
+// of whole buckets from b against 5% rejects), a time-uniform lower confidence bound on its
+// p95. ok is false when no bound qualifies yet. The share falls as b grows, so the
+// qualifying bounds are the bottom of the list and a binary search finds the highest.
+func p95LowerBound(h Histogram, alpha float64) (float64, bool) {
+	n := float64(h.Count())
+	if n == 0 || len(h.Bounds) == 0 {
+		return 0, false
+	}
+	thr := math.Log(1 / alpha)
+	pr := priorAbove(slowShare)
+	ok := func(i int) bool { return logEvidenceAbove(h.Above(h.Bounds[i]), n, slowShare, pr) >= thr }
+	lo, hi := 0, len(h.Bounds) // find the first i in [lo, hi) with !ok(i)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if ok(mid) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		return 0, false
+	}
+	return h.Bounds[lo-1], true
 }
 
 // p95UpperBound returns the smallest bucket bound b of h such that fewer than 5% of the

@@ -114,7 +114,7 @@ func TestErrorRateOverStableGate(t *testing.T) {
 		{"stable without requests", rev(1000, 50, Histogram{}), rev(0, 0, Histogram{}), gs, Inconclusive, "no data for the stable revision"},
 		{"no canary", nil, rev(1000, 1, Histogram{}), gs, Inconclusive, "no data for the canary"},
 		{"far above", rev(1000, 20, Histogram{}), rev(10000, 10, Histogram{}), gs, Unhealthy, "canary 2% (20/1000), stable 0.1% (10/10000"},
-		{"within the increase, not yet bounded", rev(1000, 8, Histogram{}), rev(10000, 60, Histogram{}), gs, Inconclusive, "canary 0.8% (8/1000), stable 0.6% (60/10000, at most 0.96% at 97.5%); evidence of canary above 1.46% 0.304 < 40 needed (97.5%); not enough data to rule out 1.96% (at most 2.08% at 97.5%)"},
+		{"within the increase, not yet bounded", rev(1000, 8, Histogram{}), rev(10000, 60, Histogram{}), gs, Inconclusive, "canary 0.8% (8/1000), stable 0.6% (60/10000, at most 0.96% at 97.5%); evidence of canary above 1.46% 0.304 < 40 needed (97.5%); stable at least 0.37%; not enough data to rule out 1.37% (at most 2.08% at 97.5%)"},
 		{"within the increase", rev(4000, 32, Histogram{}), rev(40000, 240, Histogram{}), gs, Healthy, "; below "},
 		{"same rate", rev(2000, 2, Histogram{}), rev(20000, 20, Histogram{}), gs, Healthy, "stable 0.1%"},
 		{"3 stable requests bound nothing", rev(2000, 2, Histogram{}), rev(3, 0, Histogram{}), gs, Inconclusive, "the stable rate is not yet bounded within 0.5% of its ratio"},
@@ -493,6 +493,78 @@ func TestNotANumberIsNeverHealthy(t *testing.T) {
 			}
 			if g := gate(t, v, c.gate); g.Status != Inconclusive {
 				t.Errorf("gate %s: got %v %q, want inconclusive", c.gate, g.Status, g.Detail)
+			}
+		})
+	}
+}
+
+// TestComparisonsHealthyAtTheEdge: the two comparisons with the stable revision, judged on
+// cumulative counts at every look, are rarely Healthy for a canary exactly at their zone's
+// edge — the stable's true rate + maxIncreaseOverStable + the zone width for the error rate,
+// a p90 at maxRatioToStable × the stable's true p95 for latency — at a 50/50 split (where
+// the stable's bound is widest relative to the canary's data) and at the 10% stage.
+func TestComparisonsHealthyAtTheEdge(t *testing.T) {
+	bounds := latencyBounds()
+	const sigma = 0.73 // the simulation's lognormal: stable median 120 ms, p95 ≈ 400 ms
+	stableP95 := 120 * math.Exp(1.6449*sigma)
+	cases := []struct {
+		name             string
+		latency          bool
+		canaryN, stableN float64 // requests a look
+		streams, looks   int
+	}{
+		{"error rate, 50/50", false, 300, 300, 1000, 150},
+		{"error rate, 10% stage", false, 60, 540, 1000, 150},
+		{"latency ratio, 50/50", true, 300, 300, 300, 60},
+		{"latency ratio, 10% stage", true, 60, 540, 300, 60},
+	}
+	for ci, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(21, uint64(ci)))
+			gs := defaultGates()
+			gs.ErrorRate.Max = 1
+			gs.LatencyP95.MaxMs = 0
+			if c.latency {
+				gs.ErrorRate.MaxIncreaseOverStable = 1
+			} else {
+				gs.LatencyP95.MaxRatioToStable = 0
+			}
+			d, w := gs.ErrorRate.MaxIncreaseOverStable, zoneWidth(gs.ErrorRate)
+			const stableRate = 0.001
+			canaryRate := stableRate + d + w
+			// Canary p90 at ratio × the stable p95, same shape.
+			canaryMedian := gs.LatencyP95.MaxRatioToStable * stableP95 / math.Exp(1.2816*sigma)
+			healthy := 0
+			for s := 0; s < c.streams; s++ {
+				can := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				st := &Revision{Latency: Histogram{Bounds: bounds, Counts: make([]int64, len(bounds)+1)}}
+				for l := 0; l < c.looks; l++ {
+					for _, x := range []struct {
+						r         *Revision
+						n         float64
+						rate, med float64
+					}{{can, c.canaryN, canaryRate, canaryMedian}, {st, c.stableN, stableRate, 120}} {
+						n := distuv.Poisson{Lambda: x.n, Src: rng}.Rand()
+						x.r.Requests.Total += int64(n)
+						x.r.Requests.Errors += int64(binomial(rng, n, x.rate))
+						if c.latency {
+							for range int(n) {
+								v := x.med * math.Exp(sigma*rng.NormFloat64())
+								x.r.Latency.Counts[bucketOf(bounds, v)]++
+							}
+						}
+					}
+					if Judge(Input{Canary: can, Stable: st, Gates: gs}).Status == Healthy {
+						healthy++
+						break
+					}
+				}
+			}
+			rate := float64(healthy) / float64(c.streams)
+			t.Logf("%s: %d of %d streams ever healthy (%.2f%%)", c.name, healthy, c.streams, 100*rate)
+			if rate > 0.05 {
+				t.Errorf("healthy at the zone's edge in %.3f of streams, above alpha 0.05", rate)
 			}
 		})
 	}

@@ -149,3 +149,32 @@ func upperBound(x, n, alpha float64, pr betaPrior) float64 {
 	}
 	return hi
 }
+
+// lowerBound returns the largest p such that H0: rate <= p is rejected at level alpha by the
+// upper test, i.e. a time-uniform (1-alpha) lower confidence bound on the rate after x bad
+// requests in n; 0 when not even a tiny p is rejected. With the prior fixed,
+// logEvidenceAbove falls as p0 grows, so the rejected set is an interval [0, bound] and
+// bisection finds its end.
+func lowerBound(x, n, alpha float64, pr betaPrior) float64 {
+	if n <= 0 || x <= 0 {
+		return 0
+	}
+	thr := math.Log(1 / alpha)
+	mix := pr.logMixture(x, n)
+	reject := func(p float64) bool { return mix-logLik(x, n, math.Min(p, x/n)) >= thr }
+	hi := x / n
+	if !reject(1e-9) {
+		return 0
+	}
+	lo := 1e-9
+	// Bisect to 0.2% of the bound, keeping the rejected (conservative) end.
+	for hi-lo > 2e-3*lo {
+		mid := (lo + hi) / 2
+		if reject(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}

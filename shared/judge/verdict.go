@@ -15,11 +15,12 @@ const (
 	// consistent, and a time-uniform upper confidence bound (at the policy's confidence)
 	// rules out a clear failure: the error rate is below errorRate.max plus the indifference
 	// zone (maxIncreaseOverStable, or 0.5% when that is off or 0), below the stable
-	// revision's bound plus maxIncreaseOverStable plus the zone, and fewer than 10% of
-	// requests are at or above each latency limit (the p90 is within it). A gate that is
-	// only "not yet shown to fail" is not Healthy. The guarantee is per gate: a canary at or
-	// beyond a zone's edge is declared Healthy by that gate with probability at most
-	// 1 - confidence, however often it is judged (empirical for the ratio to the stable p95).
+	// revision's lower bound plus maxIncreaseOverStable plus the zone, and fewer than 10% of
+	// requests are at or above each latency limit (the p90 is within it; for the ratio, the
+	// ratio times the stable p95's lower bound). A gate that is only "not yet shown to fail"
+	// is not Healthy. The guarantee is per gate: a canary at or beyond a zone's edge is
+	// declared Healthy by that gate with probability at most 1 - confidence, however often it
+	// is judged.
 	Healthy Status = iota
 	// Inconclusive: not enough data to decide either way (no data, fewer than minRequests
 	// requests, a rate neither shown above its limit nor bounded below the zone's edge, a
