@@ -10,9 +10,10 @@ import (
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 )
 
-// Connections returns the highest number of connections a Cloud SQL instance had over w: the
-// num_backends gauge summed over the instance's databases at each aligned time, the maximum
-// over the window. databaseID is the cloudsql_database resource's database_id label,
+// Connections returns the highest number of connections a Cloud SQL instance had over w: for
+// each alignment period, each database's highest num_backends in it, summed over the
+// instance's databases (ALIGN_MAX, then REDUCE_SUM: never below the instance's true peak,
+// above it when the databases peak at different times), and the maximum over the window. databaseID is the cloudsql_database resource's database_id label,
 // PROJECT:INSTANCE; the metrics are read in that project, which may differ from the
 // reader's. It returns ErrNoData when Cloud Monitoring has no sample in w.
 func (r *Reader) Connections(ctx context.Context, databaseID string, w Window) (float64, error) {

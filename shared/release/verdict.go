@@ -19,7 +19,17 @@ type Metrics interface {
 	Connections(ctx context.Context, databaseID string, w metrics.Window) (float64, error)
 }
 
-// ErrNothingToJudge: the service has no rollout whose canary serves traffic in a stage.
+// StageStart is when the canary's current stage began (a pause and a resume do not restart
+// it); for a state written before stages kept their own start, when its step began.
+func StageStart(r *rollout.Rollout) time.Time {
+	if r.StageStarted.IsZero() {
+		return r.StepStarted
+	}
+	return r.StageStarted
+}
+
+// ErrNothingToJudge: the service has no rollout whose canary serves traffic in a stage
+// (progressing, or paused at a stage, which keeps its traffic).
 var ErrNothingToJudge = errors.New("no canary taking traffic")
 
 // Judgement is a verdict with what it was read from.
@@ -33,19 +43,19 @@ type Judgement struct {
 	Connections *judge.Connections
 }
 
-// Judge reads the figures of the rollout's current stage — the canary's and the stable
-// revision's requests and latencies from the stage's start to now minus the policy's
+// Judge reads the figures of the rollout's current stage (progressing or paused) — the
+// canary's and the stable revision's requests and latencies from the stage's start to now minus the policy's
 // ingestion delay, and the database's connection use — and judges them. Missing data is
 // passed to the judge as missing (Inconclusive), never as zero; a transient read failure is
 // returned. It decides nothing on its own: the verdict is what the caller acts on (today
 // only shown, by `coalmine verdict`).
 func Judge(ctx context.Context, m Metrics, svc *policy.Service, st rollout.State, now time.Time) (Judgement, error) {
 	r := st.Rollout
-	if r == nil || r.Phase != rollout.Progressing || r.Canary == "" || r.Stage < 1 {
+	if r == nil || (r.Phase != rollout.Progressing && r.Phase != rollout.Paused) || r.Canary == "" || r.Stage < 1 {
 		return Judgement{}, fmt.Errorf("service %s: %w", svc.Name, ErrNothingToJudge)
 	}
 	g := svc.Gates
-	w := metrics.Window{Start: r.StepStarted, End: now.Add(-g.IngestionDelay.Duration)}
+	w := metrics.Window{Start: StageStart(r), End: now.Add(-g.IngestionDelay.Duration)}
 	out := Judgement{NoData: map[string]string{}}
 	in := judge.Input{Gates: g, Start: w.Start, End: w.End}
 	read := func(rev string) (*metrics.Revision, error) {

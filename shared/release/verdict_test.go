@@ -110,6 +110,16 @@ services:
 		t.Errorf("verdict %s (%s): %s; want unhealthy, rollback, on the error rate", j.Verdict.Status, j.Verdict.Action, j.Verdict.Reason)
 	}
 
+	// Paused at the stage (the canary keeps its traffic), resumed or paused since: judged
+	// from the stage's start, which a pause does not move.
+	paused := st
+	pr := *st.Rollout
+	pr.Phase, pr.StageStarted, pr.StepStarted = rollout.Paused, stageStart, t0.Add(8*time.Minute)
+	paused.Rollout = &pr
+	if j, err := release.Judge(ctx, r, svc, paused, clk.Now()); err != nil || j.Canary == nil || j.Canary.Total() != 300 {
+		t.Errorf("paused: %v, canary %v; want the stage's 300 canary requests", err, j.Canary)
+	}
+
 	// A canary that no request reached has no series over whole, visible minutes: no data,
 	// inconclusive, while the stable revision's figures are read.
 	silent := st

@@ -239,6 +239,9 @@ func next(s State, c Command, now time.Time, cfg Config, p Phase, stage int) Res
 	n := s.Clone()
 	n.Generation++
 	r := n.Rollout
+	if r.Stage != stage {
+		r.StageStarted = now
+	}
 	if r.Phase != p || r.Stage != stage {
 		r.StepStarted = now
 		r.Attempts = 0

@@ -617,3 +617,24 @@ func TestOverrideWindow(t *testing.T) {
 		t.Errorf("resume with override of a rollout that began: %v %q, want duplicate", res.Outcome, res.Reason)
 	}
 }
+
+// TestStageStartedSurvivesPause: a shift starts the stage's clock; a pause and a resume move
+// the step's clock but not the stage's, so the judge's window still starts at the stage.
+func TestStageStartedSurvivesPause(t *testing.T) {
+	s := stateAt(t, fixture(Progressing))
+	c := commandFor(s, Shift)
+	c.Stage = s.Rollout.Stage + 1
+	shifted := Apply(s, c, t0, Config{})
+	if shifted.Outcome != Applied || !shifted.State.Rollout.StageStarted.Equal(t0) {
+		t.Fatalf("shift: %v, stage started %v; want applied at %v", shifted.Outcome, shifted.State.Rollout.StageStarted, t0)
+	}
+	paused := Apply(shifted.State, commandFor(shifted.State, Pause), t0.Add(time.Minute), Config{})
+	resumed := Apply(paused.State, commandFor(paused.State, Resume), t0.Add(2*time.Minute), Config{})
+	if paused.Outcome != Applied || resumed.Outcome != Applied {
+		t.Fatalf("pause %v (%s), resume %v (%s)", paused.Outcome, paused.Reason, resumed.Outcome, resumed.Reason)
+	}
+	r := resumed.State.Rollout
+	if !r.StageStarted.Equal(t0) || !r.StepStarted.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("after pause and resume: stage started %v, step started %v; want %v and %v", r.StageStarted, r.StepStarted, t0, t0.Add(2*time.Minute))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ai-square/coalmine/infra/local/monitoringemu"
@@ -68,22 +69,29 @@ func (c *Cloud) databaseIDs() []string {
 // is not the server's max_connections.
 func (c *Cloud) sampleConnections(ctx context.Context, every time.Duration) {
 	ids := c.databaseIDs()
-	if c.Postgres == nil || len(ids) == 0 {
+	if len(ids) == 0 {
+		return
+	}
+	if c.Postgres == nil {
+		c.log.Warn("a gates.dbConnections names a Cloud SQL instance but the local cloud runs no PostgreSQL (no database backup uses the postgres driver, or PostgreSQL is not installed): the gate will have no data", "instances", ids)
 		return
 	}
 	url := c.Postgres.URL("postgres")
-	if max, err := monitoringemu.MaxConnections(ctx, url); err == nil {
-		for _, s := range c.Policy.Services {
-			if g := s.Gates.DBConnections; g != nil && g.MaxConnections != max {
-				c.log.Warn("gates.dbConnections.maxConnections is not the local PostgreSQL's max_connections",
-					"service", s.Name, "maxConnections", g.MaxConnections, "max_connections", max)
-			}
+	max, err := monitoringemu.MaxConnections(ctx, url)
+	if err != nil {
+		c.log.Warn("cannot read the local PostgreSQL's max_connections", "error", err.Error())
+	}
+	for _, s := range c.Policy.Services {
+		if g := s.Gates.DBConnections; g != nil && err == nil && g.MaxConnections != max {
+			c.log.Warn("gates.dbConnections.maxConnections is not the local PostgreSQL's max_connections",
+				"service", s.Name, "maxConnections", g.MaxConnections, "max_connections", max)
 		}
 	}
 	for _, id := range ids {
+		project, _, _ := strings.Cut(id, ":") // Cloud SQL's metrics are in the instance's project
 		c.Monitoring.SampleEvery(ctx, every, func(ctx context.Context) (monitoringemu.Backends, error) {
 			by, err := monitoringemu.SamplePostgres(ctx, url)
-			return monitoringemu.Backends{Project: c.Project, DatabaseID: id, Region: c.Region, ByDatabase: by}, err
+			return monitoringemu.Backends{Project: project, DatabaseID: id, Region: c.Region, ByDatabase: by}, err
 		})
 	}
 }

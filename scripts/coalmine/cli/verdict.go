@@ -23,7 +23,8 @@ func init() {
 		summary: "Read the canary's metrics since its stage began and show the judge's verdict, gate by gate.",
 		detail: `Reads from Cloud Monitoring (the local cloud's Monitoring server when MONITORING_EMULATOR_HOST
 is set, as in local.env) the canary's and the stable revision's request counts by class and
-latency distributions from the start of the current stage to now minus gates.ingestionDelay, cut
+latency distributions from the start of the current stage (a pause does not restart it) to now
+minus gates.ingestionDelay, cut
 to whole gates.alignment periods, and the database's connection use when gates.dbConnections is
 on; then runs the judge (docs/verification.md) and prints each gate's figures and outcome.
 Nothing is acted on: no function reads verdicts yet, so a stage moves only when an operator
@@ -52,12 +53,12 @@ promotes it and a rollback happens only by abort (or the watchdog).`,
 			}
 			j, err := release.Judge(ctx, m, pol, svc.State, a.now())
 			if errors.Is(err, release.ErrNothingToJudge) {
-				return fmt.Errorf("%s has no canary taking traffic to judge (see coalmine status %s)", pol.Name, pol.Name)
+				return fmt.Errorf("%s has no canary in a stage to judge: no rollout, or one that is not progressing or paused at a stage (see coalmine status %s)", pol.Name, pol.Name)
 			}
 			if err != nil {
 				return err
 			}
-			printJudgement(a.stdout, pol, svc.State.Rollout.StepStarted, j)
+			printJudgement(a.stdout, pol, release.StageStart(svc.State.Rollout), j)
 			return nil
 		},
 	})
