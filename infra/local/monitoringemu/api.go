@@ -401,16 +401,9 @@ func (s metricAPI) ListMetricDescriptors(ctx context.Context, req *monitoringpb.
 	if err != nil {
 		return nil, err
 	}
-	var cs []clause
-	if strings.TrimSpace(req.GetFilter()) != "" {
-		if _, cs, err = parseFilter(req.GetFilter(), false); err != nil {
-			return nil, invalid("filter %q: %v", req.GetFilter(), err)
-		}
-		for _, c := range cs {
-			if c.kind != fieldMetricType {
-				return nil, invalid("filter %q: only metric.type is supported in metric descriptor filters", req.GetFilter())
-			}
-		}
+	cs, err := descriptorFilter(req.GetFilter(), fieldMetricType, "metric.type", "metric descriptor")
+	if err != nil {
+		return nil, err
 	}
 	if req.GetPageToken() != "" {
 		return nil, invalid("page_token: this emulator returns every descriptor in one page")
@@ -457,16 +450,9 @@ func (s metricAPI) ListMonitoredResourceDescriptors(ctx context.Context, req *mo
 	if err != nil {
 		return nil, err
 	}
-	var cs []clause
-	if strings.TrimSpace(req.GetFilter()) != "" {
-		if _, cs, err = parseFilter(req.GetFilter(), false); err != nil {
-			return nil, invalid("filter %q: %v", req.GetFilter(), err)
-		}
-		for _, c := range cs {
-			if c.kind != fieldResourceType {
-				return nil, invalid("filter %q: only resource.type is supported in monitored resource descriptor filters", req.GetFilter())
-			}
-		}
+	cs, err := descriptorFilter(req.GetFilter(), fieldResourceType, "resource.type", "monitored resource descriptor")
+	if err != nil {
+		return nil, err
 	}
 	var out []*monitoredres.MonitoredResourceDescriptor
 	for _, d := range resourceDescriptors() {
@@ -502,4 +488,22 @@ func (s metricAPI) GetMonitoredResourceDescriptor(ctx context.Context, req *moni
 func isGoogleMetric(t string) bool {
 	host, _, ok := strings.Cut(t, "/")
 	return ok && strings.HasSuffix(host, ".googleapis.com") && host != "custom.googleapis.com" && host != "workload.googleapis.com"
+}
+
+// descriptorFilter parses a descriptor list's filter (empty: every descriptor), whose
+// clauses may only name the one field kind (spelled field); what names the descriptors.
+func descriptorFilter(filter string, kind fieldKind, field, what string) ([]clause, error) {
+	if strings.TrimSpace(filter) == "" {
+		return nil, nil
+	}
+	_, cs, err := parseFilter(filter, false)
+	if err != nil {
+		return nil, invalid("filter %q: %v", filter, err)
+	}
+	for _, c := range cs {
+		if c.kind != kind {
+			return nil, invalid("filter %q: only %s is supported in %s filters", filter, field, what)
+		}
+	}
+	return cs, nil
 }

@@ -302,6 +302,30 @@ type outPoint struct {
 	v          value
 }
 
+func (p outPoint) value() value { return p.v }
+
+// meanOf is the mean of the values of ps (at least one), read as numbers by num.
+func meanOf[P any](ps []P, v func(P) value, num func(value) float64) float64 {
+	var s float64
+	for _, p := range ps {
+		s += num(v(p))
+	}
+	return s / float64(len(ps))
+}
+
+// extremeOf returns the value of ps (at least one) whose number (by num) is the highest, or
+// the lowest; the first of equals wins.
+func extremeOf[P any](ps []P, v func(P) value, num func(value) float64, highest bool) value {
+	best := v(ps[0])
+	for _, p := range ps[1:] {
+		a, b := num(v(p)), num(best)
+		if (highest && a > b) || (!highest && a < b) {
+			best = v(p)
+		}
+	}
+	return best
+}
+
 // outSeries is a result series before conversion to protobuf.
 type outSeries struct {
 	metricType   string
@@ -485,21 +509,10 @@ func (q *timeSeriesQuery) align(rs *rawSeries, in []rawPoint, ps, pe time.Time, 
 			}
 			op.v = value{d: d.mean}
 		} else {
-			var s float64
-			for _, p := range in {
-				s += num(p.v)
-			}
-			op.v = value{d: s / float64(len(in))}
+			op.v = value{d: meanOf(in, rawPoint.value, num)}
 		}
 	case monitoringpb.Aggregation_ALIGN_MAX, monitoringpb.Aggregation_ALIGN_MIN:
-		best := in[0].v
-		for _, p := range in[1:] {
-			a, b := num(p.v), num(best)
-			if (q.aligner == monitoringpb.Aggregation_ALIGN_MAX && a > b) || (q.aligner == monitoringpb.Aggregation_ALIGN_MIN && a < b) {
-				best = p.v
-			}
-		}
-		op.v = best
+		op.v = extremeOf(in, rawPoint.value, num, q.aligner == monitoringpb.Aggregation_ALIGN_MAX)
 	case monitoringpb.Aggregation_ALIGN_COUNT:
 		op.v = value{i: int64(len(in))}
 	case monitoringpb.Aggregation_ALIGN_PERCENTILE_50, monitoringpb.Aggregation_ALIGN_PERCENTILE_95, monitoringpb.Aggregation_ALIGN_PERCENTILE_99:
@@ -631,21 +644,10 @@ func (q *timeSeriesQuery) reducePoints(ps []outPoint, atype metric.MetricDescrip
 			}
 			op.v = value{d: d.mean}
 		} else {
-			var s float64
-			for _, p := range ps {
-				s += num(p.v)
-			}
-			op.v = value{d: s / float64(len(ps))}
+			op.v = value{d: meanOf(ps, outPoint.value, num)}
 		}
 	case monitoringpb.Aggregation_REDUCE_MAX, monitoringpb.Aggregation_REDUCE_MIN:
-		best := ps[0].v
-		for _, p := range ps[1:] {
-			a, b := num(p.v), num(best)
-			if (q.reducer == monitoringpb.Aggregation_REDUCE_MAX && a > b) || (q.reducer == monitoringpb.Aggregation_REDUCE_MIN && a < b) {
-				best = p.v
-			}
-		}
-		op.v = best
+		op.v = extremeOf(ps, outPoint.value, num, q.reducer == monitoringpb.Aggregation_REDUCE_MAX)
 	case monitoringpb.Aggregation_REDUCE_COUNT:
 		op.v = value{i: int64(len(ps))}
 	default: // percentiles

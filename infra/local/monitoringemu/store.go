@@ -31,6 +31,8 @@ type rawPoint struct {
 	v          value
 }
 
+func (p rawPoint) value() value { return p.v }
+
 // rawSeries is one time series: its identity and its points, oldest first.
 type rawSeries struct {
 	project      string
