@@ -105,9 +105,20 @@ type Command struct {
 	// deploy windows (release, resume of a waiting rollout); Reason says
 	// why, and the history records who and why.
 	OverrideWindow bool `json:"overrideWindow,omitempty"`
+	// Revert, on a rollback: if the rollout was promoted less than deadlines.guard ago,
+	// return to the revision it replaced (tag previous) instead of doing nothing. The Alert
+	// function sets it: a release is not safe the moment it reaches 100%.
+	Revert bool `json:"revert,omitempty"`
+	// Incident is the Cloud Monitoring incident a pause or rollback answers; the state
+	// remembers it, so a replayed notification changes nothing.
+	Incident string `json:"incident,omitempty"`
 	// Time is when the command was published.
 	Time time.Time `json:"time"`
 }
+
+// MaxIncidentID bounds Command.Incident (Cloud Monitoring's incident IDs are short, like
+// "0.nrwotmyokd9n").
+const MaxIncidentID = 128
 
 // StepStage returns the step name for shifting to a 1-based stage.
 func StepStage(stage int) string { return "stage-" + strconv.Itoa(stage) }
@@ -189,6 +200,12 @@ func (c Command) Validate() error {
 		return bad("overrideWindow", fmt.Sprintf("only a release or a resume overrides the deploy window, not %s", c.Type))
 	case c.OverrideWindow && strings.TrimSpace(c.Reason) == "":
 		return bad("reason", "an override of the deploy window must say why")
+	case c.Revert && c.Type != CommandRollback:
+		return bad("revert", fmt.Sprintf("only a rollback reverts a promotion, not %s", c.Type))
+	case c.Incident != "" && c.Type != CommandRollback && c.Type != CommandPause:
+		return bad("incident", fmt.Sprintf("only a rollback or a pause answers an incident, not %s", c.Type))
+	case len(c.Incident) > MaxIncidentID:
+		return bad("incident", fmt.Sprintf("%d characters, at most %d", len(c.Incident), MaxIncidentID))
 	}
 	if c.Type == CommandRelease {
 		if c.Image == "" {

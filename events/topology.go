@@ -10,6 +10,7 @@ const (
 	FunctionShift    = "Shift"
 	FunctionRollback = "Rollback"
 	FunctionVerify   = "Verify"
+	FunctionAlert    = "Alert"
 )
 
 // Trigger connects a topic to the function that consumes it: in production
@@ -65,4 +66,5 @@ var Triggers = []Trigger{
 	trigger(FunctionShift, TopicShift),
 	trigger(FunctionRollback, TopicRollback),
 	trigger(FunctionVerify, TopicTicks),
+	trigger(FunctionAlert, TopicAlerts),
 }

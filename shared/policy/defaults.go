@@ -85,6 +85,7 @@ func baseService() Service {
 			Paused:   Dur(72 * time.Hour),
 			Rollback: Dur(10 * time.Minute),
 			Waiting:  Dur(168 * time.Hour),
+			Guard:    Dur(time.Hour),
 			Retries:  DefaultRetries,
 		},
 		History:       DefaultHistory,

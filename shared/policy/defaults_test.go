@@ -47,7 +47,7 @@ func TestBuiltInDefaults(t *testing.T) {
 		{"rollback", s.Rollback, Rollback{}},
 		{"deadlines", s.Deadlines, Deadlines{
 			Backup: Dur(2 * time.Hour), Deploy: Dur(15 * time.Minute), Stage: Dur(72 * time.Hour),
-			Paused: Dur(72 * time.Hour), Rollback: Dur(10 * time.Minute), Waiting: Dur(168 * time.Hour),
+			Paused: Dur(72 * time.Hour), Rollback: Dur(10 * time.Minute), Waiting: Dur(168 * time.Hour), Guard: Dur(time.Hour),
 			Retries: 3,
 		}},
 		{"history", s.History, 20},

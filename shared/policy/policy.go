@@ -130,7 +130,9 @@ type Gates struct {
 	LatencyP95 LatencyGate `yaml:"latencyP95"`
 	// DBConnections checks Cloud SQL connection use; nil turns the gate off.
 	DBConnections *DBConnectionsGate `yaml:"dbConnections,omitempty"`
-	// Interval is how often the gates of a running rollout are checked (at least 1m).
+	// Interval is how often the gates of a running rollout are checked: the schedule of the
+	// rollout's Cloud Scheduler tick job. Whole minutes that divide an hour (1m, 2m, 5m, ...
+	// 30m), or 1h.
 	Interval Duration `yaml:"interval"`
 	// Alignment is the Cloud Monitoring alignment period of the queries (at least 60s).
 	Alignment Duration `yaml:"alignment"`
@@ -194,7 +196,21 @@ type Alert struct {
 	Policy string `yaml:"policy"`
 	// Action is what an open incident of the policy does to a running rollout.
 	Action Action `yaml:"action"`
+	// ErrorRateAbove, when set, describes the alert policy for coalmine to create: it fires
+	// when a revision of the service answers more than this fraction of its requests with
+	// 5xx, over one alignment period, for For. 0: not set.
+	ErrorRateAbove float64 `yaml:"errorRateAbove,omitempty"`
+	// LatencyP95AboveMs, when set, describes the alert policy for coalmine to create: it
+	// fires when a revision's p95 request latency is above this many milliseconds for For.
+	// 0: not set. Without either, the alert policy is the user's own, made elsewhere.
+	LatencyP95AboveMs int `yaml:"latencyP95AboveMs,omitempty"`
+	// For is how long the condition must hold before the incident opens (Cloud Monitoring's
+	// duration: whole minutes, 0 for the first violating evaluation).
+	For Duration `yaml:"for"`
 }
+
+// Managed reports whether coalmine creates the alert policy (it describes a condition).
+func (a Alert) Managed() bool { return a.ErrorRateAbove > 0 || a.LatencyP95AboveMs > 0 }
 
 // Backup says what is backed up before the canary is deployed, and where to.
 type Backup struct {
@@ -302,6 +318,9 @@ type Deadlines struct {
 	Rollback Duration `yaml:"rollback"`
 	// Waiting is how long a claimed rollout may wait for a release window before it fails.
 	Waiting Duration `yaml:"waiting"`
+	// Guard is how long after a promotion an alert still reverts the service to the revision
+	// the promotion replaced (0: an alert after a promotion does nothing).
+	Guard Duration `yaml:"guard"`
 	// Retries is how many times the watchdog re-publishes a step's command, 0..10.
 	Retries int `yaml:"retries"`
 }

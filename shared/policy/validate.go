@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -128,6 +129,7 @@ func (v *validator) service(path string, s *Service) {
 			seen[a.Policy] = i
 		}
 		v.action(f+".action", a.Action)
+		v.alertCondition(f, a)
 	}
 	v.windows(path+".windows", &s.Windows)
 	v.backup(path+".backup", &s.Backup)
@@ -232,8 +234,10 @@ func (v *validator) gates(f string, g *Gates) {
 		}
 		v.action(df+".onFail", db.OnFail)
 	}
-	if v.duration(f+".interval", g.Interval, 0) && g.Interval.Duration < time.Minute {
-		v.add(f+".interval", "must be at least 1m")
+	if v.duration(f+".interval", g.Interval, 0) {
+		if d := g.Interval.Duration; d != time.Hour && (d < time.Minute || d > 30*time.Minute || d%time.Minute != 0 || time.Hour%d != 0) {
+			v.add(f+".interval", "must be whole minutes that divide an hour (1m, 2m, 3m, 4m, 5m, 6m, 10m, 12m, 15m, 20m, 30m) or 1h: it becomes the tick job's cron schedule")
+		}
 	}
 	if v.duration(f+".alignment", g.Alignment, 0) {
 		switch {
@@ -452,6 +456,27 @@ func (v *validator) deadlines(f string, d *Deadlines) {
 		v.duration(f+"."+x.name, x.d, 1)
 	}
 	v.intRange(f+".retries", d.Retries, 0, 10)
+	v.duration(f+".guard", d.Guard, 0)
+}
+
+// alertCondition checks the condition of an alert policy coalmine creates.
+func (v *validator) alertCondition(f string, a Alert) {
+	switch {
+	case a.ErrorRateAbove < 0 || a.ErrorRateAbove >= 1 || math.IsNaN(a.ErrorRateAbove):
+		v.add(f+".errorRateAbove", "must be a fraction in (0, 1), or left out")
+	case a.LatencyP95AboveMs < 0:
+		v.add(f+".latencyP95AboveMs", "must be a positive number of milliseconds, or left out")
+	case a.ErrorRateAbove > 0 && a.LatencyP95AboveMs > 0:
+		v.add(f, "errorRateAbove and latencyP95AboveMs are two alert policies: give each its own entry")
+	}
+	if v.duration(f+".for", a.For, 0) {
+		switch {
+		case !a.Managed() && a.For.Duration != 0:
+			v.add(f+".for", "only an alert with errorRateAbove or latencyP95AboveMs has a duration (coalmine does not create the others)")
+		case a.For.Duration%time.Minute != 0 || a.For.Duration > 24*time.Hour:
+			v.add(f+".for", "must be whole minutes up to 24h (Cloud Monitoring's condition duration)")
+		}
+	}
 }
 
 // duration reports a duration that did not parse or is below its minimum (0: must be >= 0;

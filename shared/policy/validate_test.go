@@ -108,7 +108,25 @@ func TestValidateRules(t *testing.T) {
 		{"db instance format", func(s *Service) { gate(s).Instance = "main-db" }, p + ".gates.dbConnections.instance", "must be PROJECT:INSTANCE or PROJECT:REGION:INSTANCE"},
 		{"db maxConnections", func(s *Service) { gate(s).MaxConnections = 0 }, p + ".gates.dbConnections.maxConnections", "must be at least 1 (the instance's max_connections)"},
 		{"db onFail", func(s *Service) { gate(s).OnFail = "stop" }, p + ".gates.dbConnections.onFail", "must be rollback or pause"},
-		{"interval below 1m", func(s *Service) { s.Gates.Interval = Dur(30 * time.Second) }, p + ".gates.interval", "must be at least 1m"},
+		{"interval below 1m", func(s *Service) { s.Gates.Interval = Dur(30 * time.Second) }, p + ".gates.interval", intervalRule},
+		{"interval not dividing an hour", func(s *Service) { s.Gates.Interval = Dur(7 * time.Minute) }, p + ".gates.interval", intervalRule},
+		{"interval of 2h", func(s *Service) { s.Gates.Interval = Dur(2 * time.Hour) }, p + ".gates.interval", intervalRule},
+		{"alert condition both", func(s *Service) {
+			s.Alerts = []Alert{{Policy: "x", Action: ActionRollback, ErrorRateAbove: 0.05, LatencyP95AboveMs: 2000}}
+		}, p + ".alerts[0]", "errorRateAbove and latencyP95AboveMs are two alert policies: give each its own entry"},
+		{"alert error rate of 1", func(s *Service) {
+			s.Alerts = []Alert{{Policy: "x", Action: ActionRollback, ErrorRateAbove: 1}}
+		}, p + ".alerts[0].errorRateAbove", "must be a fraction in (0, 1), or left out"},
+		{"alert latency negative", func(s *Service) {
+			s.Alerts = []Alert{{Policy: "x", Action: ActionPause, LatencyP95AboveMs: -1}}
+		}, p + ".alerts[0].latencyP95AboveMs", "must be a positive number of milliseconds, or left out"},
+		{"alert for in seconds", func(s *Service) {
+			s.Alerts = []Alert{{Policy: "x", Action: ActionPause, LatencyP95AboveMs: 2000, For: Dur(90 * time.Second)}}
+		}, p + ".alerts[0].for", "must be whole minutes up to 24h (Cloud Monitoring's condition duration)"},
+		{"alert for on an unmanaged policy", func(s *Service) {
+			s.Alerts = []Alert{{Policy: "x", Action: ActionPause, For: Dur(time.Minute)}}
+		}, p + ".alerts[0].for", "only an alert with errorRateAbove or latencyP95AboveMs has a duration (coalmine does not create the others)"},
+		{"guard negative", func(s *Service) { s.Deadlines.Guard = Dur(-time.Minute) }, p + ".deadlines.guard", "must not be negative"},
 		{"interval invalid", func(s *Service) { s.Gates.Interval = badDur("1 minute") }, p + ".gates.interval", `must be a duration such as 90s, 24h or 2d, got "1 minute"`},
 		{"alignment below 60s", func(s *Service) { s.Gates.Alignment = Dur(30 * time.Second) }, p + ".gates.alignment", "must be at least 60s"},
 		{"alignment fractional", func(s *Service) { s.Gates.Alignment = Dur(90500 * time.Millisecond) }, p + ".gates.alignment", "must be a whole number of seconds"},
@@ -286,7 +304,7 @@ func TestParseRules(t *testing.T) {
 		{"name in defaults", "defaults: {name: web, backup: {required: false}}\nservices:" + service("web"), "defaults.name", "not allowed in defaults; set it per service"},
 		{"images in defaults", "defaults: {images: [x.dev/a/b], backup: {required: false}}\nservices:" + service("web"), "defaults.images", "not allowed in defaults; set it per service"},
 		{"problem in defaults reported once", "defaults: {backup: {required: false}, gates: {interval: 10s}}\nservices:" + service("web") + service("api"),
-			"defaults.gates.interval", "must be at least 1m"},
+			"defaults.gates.interval", intervalRule},
 		{"problem in defaults list", "defaults: {backup: {required: false}, stages: [{percent: 10, bake: 1h}, {percent: 90}]}\nservices:" + service("web") + service("api"),
 			"defaults.stages[1].percent", "the last stage must be 100"},
 		{"service overrides broken default", "defaults: {backup: {required: false}, history: 0}\nservices:" + service("web") + "    history: 5\n" + service("api"),
@@ -356,3 +374,5 @@ services:
 		t.Errorf("first line: got %q", first)
 	}
 }
+
+const intervalRule = "must be whole minutes that divide an hour (1m, 2m, 3m, 4m, 5m, 6m, 10m, 12m, 15m, 20m, 30m) or 1h: it becomes the tick job's cron schedule"
