@@ -72,8 +72,8 @@ func TestExampleValidates(t *testing.T) {
 		{"database", s.Backup.Database.Database, "ai_square_db"},
 		{"target", s.Backup.Target.Bucket, "coalmine-backups"},
 		{"alerts", s.Alerts, []Alert{
-			{Policy: "ai-square error rate > 5%", Action: ActionRollback},
-			{Policy: "ai-square p95 > 2000ms", Action: ActionPause},
+			{Policy: "ai-square error rate > 5%", Action: ActionRollback, ErrorRateAbove: 0.05, For: Dur(time.Minute)},
+			{Policy: "ai-square p95 > 2000ms", Action: ActionPause, LatencyP95AboveMs: 2000, For: Dur(time.Minute)},
 		}},
 		{"hook path", s.Rollback.Hook.Path, "/internal/sync-gcs-from-postgres"},
 		{"errorRate.max", s.Gates.ErrorRate.Max, 0.001},
