@@ -10,6 +10,7 @@ import (
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
+	_ "github.com/ai-square/coalmine/functions/alert"
 	_ "github.com/ai-square/coalmine/functions/backup"
 	_ "github.com/ai-square/coalmine/functions/deploy"
 	_ "github.com/ai-square/coalmine/functions/rollback"

@@ -159,6 +159,7 @@ func (e *Env) claim(ctx context.Context, pol *policy.Service, req claimRequest) 
 		if queued {
 			return s.supersede(ctx)
 		}
+		s.keepTicks(ctx) // the claim's tick job may not have been made
 		return s.republishNext(ctx)
 	case rollout.Supersede:
 		// Queued in the state: acknowledged now, released when the

@@ -126,6 +126,20 @@ type Env struct {
 	// rollout is claimed; nil checks nothing. Artifact Registry's own
 	// notifications are not checked: the registry sent them.
 	Images Images
+	// Metrics returns where a service's canary figures are read (nil: no
+	// verdict is judged; ticks run the watchdog only).
+	Metrics func(ctx context.Context, svc *policy.Service) (Metrics, error)
+	// FastMetrics judges with the local cloud's fast Monitoring timing
+	// (1s alignment, no ingestion delay) whatever the policy says. Never set
+	// in production: `coalmine local up --fast` sets it, and says so.
+	FastMetrics bool
+	// Scheduler keeps the per-rollout Cloud Scheduler tick jobs (nil: none
+	// are kept; only the sweep job ticks).
+	Scheduler Scheduler
+	// TickSchedule overrides the schedule of the per-rollout tick jobs
+	// (default: gates.interval as a cron schedule). The local cloud's fast
+	// mode ticks every few seconds.
+	TickSchedule string
 
 	// hooksRunning holds the lease holders whose post-rollback steps run
 	// in this process.
@@ -193,7 +207,7 @@ func Config(s *policy.Service) rollout.Config {
 		Deadlines: rollout.Deadlines{
 			Waiting: d.Waiting.Duration, Backup: d.Backup.Duration, Deploy: d.Deploy.Duration,
 			Stage: d.Stage.Duration, Paused: d.Paused.Duration, RollingBack: d.Rollback.Duration,
-			Retries: d.Retries,
+			Guard: d.Guard.Duration, Retries: d.Retries,
 		},
 	}
 }

@@ -62,7 +62,7 @@ func (e *Env) rollback(ctx context.Context, c events.Command) (err error) {
 		reason = "rollback requested"
 	}
 	hook := s.pol.Rollback.Hook
-	cmd := rollout.Command{Kind: rollout.Rollback, Rollout: c.Rollout, Generation: c.Generation, Reason: reason, Actor: c.Actor}
+	cmd := rollout.Command{Kind: rollout.Rollback, Rollout: c.Rollout, Generation: c.Generation, Reason: reason, Actor: c.Actor, Revert: c.Revert, Incident: c.Incident}
 	if hook != nil {
 		cmd.Holder, cmd.Lease = e.holder(c.ID), hookTimeout(hook)+hookLeaseMargin
 	}

@@ -38,7 +38,7 @@ func (e *Env) shift(ctx context.Context, c events.Command) (err error) {
 	}
 	s.asker = asking(c)
 	defer func() { s.answer(ctx, err) }()
-	cmd := rollout.Command{Kind: kind, Rollout: c.Rollout, Generation: c.Generation, Stage: c.Stage, Manual: c.Manual, Reason: c.Reason, Actor: c.Actor, OverrideWindow: c.OverrideWindow}
+	cmd := rollout.Command{Kind: kind, Rollout: c.Rollout, Generation: c.Generation, Stage: c.Stage, Manual: c.Manual, Reason: c.Reason, Actor: c.Actor, OverrideWindow: c.OverrideWindow, Incident: c.Incident}
 	res := s.apply(cmd)
 	s.verdict = &res
 	switch res.Outcome {

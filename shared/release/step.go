@@ -186,6 +186,9 @@ func (s *step) written(ctx context.Context, c rollout.Command, next rollout.Stat
 		return err
 	}
 	s.event(ctx, c)
+	if r := next.Rollout; r != nil && (c.Kind == rollout.Claim || r.Phase.Terminal()) {
+		s.keepTicks(ctx)
+	}
 	s.releaseQueued(ctx)
 	return nil
 }

@@ -44,6 +44,9 @@ const (
 	Escalate Kind = "escalate"
 	// Dequeue drops the queued push (State.Pending) that its claim refused.
 	Dequeue Kind = "dequeue"
+	// Judged records the canary's last verdict (and a history entry when its status
+	// changes); it moves nothing.
+	Judged Kind = "verdict"
 	// Stop ends a rollout whose service was changed outside coalmine: the
 	// traffic Cloud Run is configured with is not the split the state
 	// describes. The traffic is left as it is; Stable names the revision
@@ -52,7 +55,7 @@ const (
 )
 
 // Kinds lists every kind Apply takes.
-var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish, HookFailed, Escalate, Dequeue, Stop}
+var Kinds = []Kind{Claim, Begin, BackupProgress, BackupDone, CanaryCreated, Shift, Pause, Resume, Rollback, RollbackDone, Fail, Republish, HookFailed, Escalate, Dequeue, Stop, Judged}
 
 // Kinds that only name history entries: no command of theirs goes
 // through Apply.
@@ -111,6 +114,15 @@ type Command struct {
 
 	// Republish: which step's command was published again.
 	Step string
+
+	// Judged: the verdict to record.
+	Verdict *Verdict
+	// Rollback: Revert returns a rollout promoted less than Deadlines.Guard ago to the
+	// revision it replaced (an alert after a promotion).
+	Revert bool
+	// Pause and Rollback: the Cloud Monitoring incident answered, remembered so that a
+	// notification delivered again changes nothing.
+	Incident string
 }
 
 // Backup is what a finished (or running) backup left behind, referenced

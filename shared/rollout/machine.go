@@ -25,6 +25,8 @@ type Deadlines struct {
 	Stage       time.Duration
 	Paused      time.Duration
 	RollingBack time.Duration
+	// Guard is how long after a promotion a reverting rollback still applies (0: never).
+	Guard time.Duration
 	// Retries is how many times the watchdog re-publishes a step's command.
 	Retries int
 }
@@ -190,6 +192,8 @@ func Apply(s State, c Command, now time.Time, cfg Config) Result {
 		return dequeue(s, c, now, cfg)
 	case Stop:
 		return stop(s, c, now, cfg)
+	case Judged:
+		return judged(s, c, now, cfg)
 	}
 	return reject(s, fmt.Sprintf("unknown command kind %q", c.Kind))
 }
@@ -201,6 +205,7 @@ func bounded(c Command) Command {
 	c.Actor = Clip(c.Actor, MaxActor)
 	c.Holder = Clip(c.Holder, MaxActor)
 	c.Step = Clip(c.Step, MaxActor)
+	c.Incident = Clip(c.Incident, MaxActor)
 	if c.Backup != nil {
 		b := *c.Backup
 		b.LastError = Clip(b.LastError, MaxReason)
@@ -617,10 +622,18 @@ func shift(s State, c Command, now time.Time, cfg Config) Result {
 	default:
 		return finished(s) // rolling back, rolled back, failed, superseded
 	}
+	if c.Manual {
+		why := "operator promote: bake and gates skipped"
+		if c.Reason != "" {
+			why += ": " + c.Reason
+		}
+		c.Reason = Clip(why, MaxReason)
+	}
 	res := next(s, c, now, cfg, to, k)
 	if to == Promoted {
 		st := &res.State
 		st.Previous = st.Stable
+		st.PreviousImage = st.StableImage
 		st.Stable = st.Rollout.Canary
 		st.StableImage = st.Rollout.Image
 	}
@@ -631,7 +644,9 @@ func pause(s State, c Command, now time.Time, cfg Config) Result {
 	r := s.Rollout
 	switch r.Phase {
 	case Progressing:
-		return next(s, c, now, cfg, Paused, r.Stage)
+		res := next(s, c, now, cfg, Paused, r.Stage)
+		rememberIncident(res.State.Rollout, c.Incident)
+		return res
 	case Paused:
 		return already(s, fmt.Sprintf("already paused at stage %d", r.Stage))
 	case Waiting, BackingUp, Deploying:
@@ -675,7 +690,12 @@ func rollback(s State, c Command, now time.Time, cfg Config) Result {
 		return takeHookLease(s, c, now, cfg)
 	case RolledBack, Superseded:
 		return already(s, "already "+string(r.Phase))
-	case Promoted, Failed, Stopped:
+	case Promoted:
+		if c.Revert {
+			return revert(s, c, now, cfg)
+		}
+		return finished(s)
+	case Failed, Stopped:
 		return finished(s)
 	case Waiting, BackingUp:
 		// Nothing was deployed: the rollout ends here.
@@ -686,8 +706,42 @@ func rollback(s State, c Command, now time.Time, cfg Config) Result {
 		}
 	}
 	res := next(s, c, now, cfg, RollingBack, r.Stage)
+	rememberIncident(res.State.Rollout, c.Incident)
 	nr := res.State.Rollout
 	nr.Lease = nil
+	if c.Holder != "" {
+		nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(hookLease(c, cfg))}
+		nr.Deadline = later(nr.Deadline, nr.Lease.Expires)
+	}
+	return res
+}
+
+// revert rolls a promoted rollout back within the guard period after its promotion: the
+// revision it replaced (tag previous) becomes stable again with its template and image, and
+// the rollout rolls back from there as from any stage (post-rollback hook included; the
+// digest is remembered as failed once it is done).
+func revert(s State, c Command, now time.Time, cfg Config) Result {
+	r := s.Rollout
+	switch {
+	case cfg.Deadlines.Guard <= 0:
+		return stale(s, fmt.Sprintf("rollout %s already promoted, and no guard period is set", r.ID))
+	case !now.Before(r.Ended.Add(cfg.Deadlines.Guard)):
+		return stale(s, fmt.Sprintf("rollout %s promoted at %s, more than the guard period (%s) ago", r.ID, r.Ended.UTC().Format(time.RFC3339), cfg.Deadlines.Guard))
+	case r.Stable == "" || s.Stable != r.Canary || len(r.StableTemplate) == 0:
+		return stale(s, fmt.Sprintf("rollout %s: nothing to revert to (the revision it replaced is not known, or %s is no longer the stable revision)", r.ID, r.Canary))
+	}
+	why := "reverted within the guard period after promotion"
+	if c.Reason != "" {
+		why += ": " + c.Reason
+	}
+	c.Reason = Clip(why, MaxReason)
+	res := next(s, c, now, cfg, RollingBack, r.Stage)
+	st := &res.State
+	st.Stable, st.StableImage = r.Stable, s.PreviousImage
+	st.Previous, st.PreviousImage = "", ""
+	nr := st.Rollout
+	nr.Ended = time.Time{}
+	rememberIncident(nr, c.Incident)
 	if c.Holder != "" {
 		nr.Lease = &Lease{Holder: c.Holder, Expires: now.Add(hookLease(c, cfg))}
 		nr.Deadline = later(nr.Deadline, nr.Lease.Expires)

@@ -98,6 +98,8 @@ func commandFor(s State, k Kind) Command {
 		c.Digest, c.Reason = digestB, "refused"
 	case Stop:
 		c.Reason, c.Stable = "service changed outside coalmine: its traffic is LATEST 100%", "web-other"
+	case Judged:
+		c.Verdict = &Verdict{Stage: r.Stage, Status: VerdictHealthy, Reason: "every gate passes"}
 	}
 	return c
 }
@@ -114,84 +116,84 @@ var table = map[fixture]map[Kind]want{
 		BackupDone: {Rejected, ""}, CanaryCreated: {Rejected, ""}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Waiting},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Waiting}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Waiting}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped}, Judged: {Stale, ""},
 	},
 	fixture(BackingUp): {
 		Claim: {Duplicate, ""}, Begin: {Duplicate, ""}, BackupProgress: {Applied, BackingUp},
 		BackupDone: {Applied, Deploying}, CanaryCreated: {Rejected, ""}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, BackingUp},
-		HookFailed: {Stale, ""}, Escalate: {Applied, BackingUp}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
+		HookFailed: {Stale, ""}, Escalate: {Applied, BackingUp}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped}, Judged: {Stale, ""},
 	},
 	deployingNoCanary: {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Duplicate, ""},
 		BackupDone: {Duplicate, ""}, CanaryCreated: {Applied, Deploying}, Shift: {Rejected, ""},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RolledBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Deploying},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped}, Judged: {Stale, ""},
 	},
 	fixture(Deploying): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Duplicate, ""},
 		BackupDone: {Duplicate, ""}, CanaryCreated: {Duplicate, ""}, Shift: {Applied, Progressing},
 		Pause: {Rejected, ""}, Resume: {Rejected, ""}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Applied, Failed}, Republish: {Applied, Deploying},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Deploying}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped}, Judged: {Stale, ""},
 	},
 	fixture(Progressing): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Applied, Progressing},
 		Pause: {Applied, Paused}, Resume: {Duplicate, ""}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Rejected, ""}, Republish: {Applied, Progressing},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Progressing}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Progressing}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped}, Judged: {Applied, Progressing},
 	},
 	fixture(Paused): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Rejected, ""},
 		Pause: {Duplicate, ""}, Resume: {Applied, Progressing}, Rollback: {Applied, RollingBack},
 		RollbackDone: {Rejected, ""}, Fail: {Rejected, ""}, Republish: {Applied, Paused},
-		HookFailed: {Stale, ""}, Escalate: {Applied, Paused}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped},
+		HookFailed: {Stale, ""}, Escalate: {Applied, Paused}, Dequeue: {Stale, ""}, Stop: {Applied, Stopped}, Judged: {Applied, Paused},
 	},
 	fixture(Promoted): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Duplicate, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""}, Judged: {Stale, ""},
 	},
 	fixture(RollingBack): {
 		Claim: {Duplicate, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Applied, RolledBack}, Fail: {Stale, ""}, Republish: {Applied, RollingBack},
-		HookFailed: {Applied, RollingBack}, Escalate: {Applied, RollingBack}, Dequeue: {Stale, ""}, Stop: {Rejected, ""},
+		HookFailed: {Applied, RollingBack}, Escalate: {Applied, RollingBack}, Dequeue: {Stale, ""}, Stop: {Rejected, ""}, Judged: {Stale, ""},
 	},
 	fixture(RolledBack): {
 		Claim: {Rejected, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Duplicate, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""}, Judged: {Stale, ""},
 	},
 	fixture(Failed): {
 		Claim: {Rejected, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Duplicate, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""}, Judged: {Stale, ""},
 	},
 	fixture(Superseded): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Duplicate, ""},
 		RollbackDone: {Duplicate, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""}, Judged: {Stale, ""},
 	},
 	fixture(Stopped): {
 		Claim: {Stale, ""}, Begin: {Stale, ""}, BackupProgress: {Stale, ""},
 		BackupDone: {Stale, ""}, CanaryCreated: {Stale, ""}, Shift: {Stale, ""},
 		Pause: {Stale, ""}, Resume: {Stale, ""}, Rollback: {Stale, ""},
 		RollbackDone: {Stale, ""}, Fail: {Stale, ""}, Republish: {Stale, ""},
-		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""},
+		HookFailed: {Stale, ""}, Escalate: {Stale, ""}, Dequeue: {Stale, ""}, Stop: {Stale, ""}, Judged: {Stale, ""},
 	},
 }
 

@@ -32,8 +32,11 @@ type State struct {
 	StableImage string `json:"stableImage,omitempty"`
 	// Previous is the stable revision before the last promotion (tag
 	// "previous"), kept at 0% as a quick way back.
-	Previous string   `json:"previous,omitempty"`
-	Rollout  *Rollout `json:"rollout,omitempty"`
+	Previous string `json:"previous,omitempty"`
+	// PreviousImage is the image Previous runs, so that a revert within the guard period
+	// restores it as the stable image.
+	PreviousImage string   `json:"previousImage,omitempty"`
+	Rollout       *Rollout `json:"rollout,omitempty"`
 	// History holds the last applied steps, oldest first.
 	History []Entry `json:"history,omitempty"`
 	// FailedDigests holds the digests that failed or were rolled back on
@@ -111,6 +114,11 @@ type Rollout struct {
 	// look. Any later step clears it.
 	Escalated string    `json:"escalated,omitempty"`
 	Ended     time.Time `json:"ended,omitempty"`
+	// Verdict is the last judgement of the canary (nil before the first).
+	Verdict *Verdict `json:"verdict,omitempty"`
+	// Incidents are the Cloud Monitoring incidents this rollout answered (a pause or a
+	// rollback), newest last: a notification delivered again changes nothing.
+	Incidents []string `json:"incidents,omitempty"`
 }
 
 // Lease marks the backup worker that owns a running backup.
@@ -157,6 +165,8 @@ func (s State) Clone() State {
 			l := *s.Rollout.Lease
 			r.Lease = &l
 		}
+		r.Verdict = s.Rollout.Verdict.clone()
+		r.Incidents = append([]string(nil), s.Rollout.Incidents...)
 		c.Rollout = &r
 	}
 	c.History = append([]Entry(nil), s.History...)

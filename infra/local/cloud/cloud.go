@@ -33,6 +33,7 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/functions/alert"
 	backupfn "github.com/ai-square/coalmine/functions/backup"
 	"github.com/ai-square/coalmine/functions/deploy"
 	"github.com/ai-square/coalmine/functions/rollback"
@@ -60,6 +61,7 @@ var Functions = map[string]func(*release.Env) release.Handler{
 	events.FunctionShift:    shift.Handler,
 	events.FunctionRollback: rollback.Handler,
 	events.FunctionVerify:   verify.Handler,
+	events.FunctionAlert:    alert.Handler,
 }
 
 // Config says how to start the local cloud.
