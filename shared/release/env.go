@@ -263,6 +263,9 @@ const (
 	EnvProject = "COALMINE_PROJECT"
 	// EnvRegion is the default region (the CLI's, for services it cannot find in a policy).
 	EnvRegion = "COALMINE_REGION"
+	// EnvSchedulerLocation is the Cloud Scheduler location of the tick jobs (default
+	// COALMINE_REGION).
+	EnvSchedulerLocation = "COALMINE_SCHEDULER_LOCATION"
 )
 
 // LoadPolicy reads the policy named by the environment.

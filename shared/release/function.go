@@ -14,6 +14,7 @@ import (
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/logging"
 	"github.com/ai-square/coalmine/shared/publish"
+	"github.com/ai-square/coalmine/shared/schedule"
 )
 
 // Handler is a CloudEvent function as functions-framework-go registers it.
@@ -22,8 +23,12 @@ type Handler = func(ctx context.Context, e event.Event) error
 // FromEnvironment builds the Env a deployed function runs with: the policy
 // (COALMINE_POLICY or COALMINE_POLICY_YAML), Pub/Sub in COALMINE_PROJECT
 // (or GOOGLE_CLOUD_PROJECT; PUBSUB_EMULATOR_HOST is honoured by the
-// client), Cloud Run (CLOUDRUN_EMULATOR_HOST is honoured) and a Cloud
-// Logging JSON logger on stdout.
+// client), Cloud Run (CLOUDRUN_EMULATOR_HOST is honoured), Cloud Monitoring
+// in each service's project (MONITORING_EMULATOR_HOST is honoured), the
+// tick jobs in Cloud Scheduler in COALMINE_PROJECT at
+// COALMINE_SCHEDULER_LOCATION (default COALMINE_REGION;
+// SCHEDULER_EMULATOR_HOST is honoured) and a Cloud Logging JSON logger on
+// stdout.
 func FromEnvironment(ctx context.Context) (*Env, error) {
 	pol, err := LoadPolicy()
 	if err != nil {
@@ -36,12 +41,24 @@ func FromEnvironment(ctx context.Context) (*Env, error) {
 	if project == "" {
 		return nil, fmt.Errorf("no project for Pub/Sub: set %s", EnvProject)
 	}
+	location := os.Getenv(EnvSchedulerLocation)
+	if location == "" {
+		location = os.Getenv(EnvRegion)
+	}
+	if location == "" {
+		return nil, fmt.Errorf("no Cloud Scheduler location for the tick jobs: set %s (or %s)", EnvSchedulerLocation, EnvRegion)
+	}
 	bus, err := publish.New(ctx, project)
 	if err != nil {
 		return nil, err
 	}
+	sched, err := schedule.New(ctx, schedule.Options{Project: project, Location: location})
+	if err != nil {
+		return nil, err
+	}
 	clients := &Clients{Options: cloudrun.Options{PollInterval: time.Second}}
-	return &Env{Policy: pol, CloudRun: clients.For, Bus: bus, Log: logging.FromEnv()}, nil
+	readers := &Readers{}
+	return &Env{Policy: pol, CloudRun: clients.For, Bus: bus, Metrics: readers.For, Scheduler: sched, Log: logging.FromEnv()}, nil
 }
 
 // Lazy returns a function that builds its Env from the environment on the
