@@ -109,7 +109,7 @@ func (s *step) judgeCanary(ctx context.Context) error {
 	v := j.Verdict
 	mv := decide(v, r, pol, pol.Windows.Allows(now))
 	rec := recordOf(j, r, now)
-	s.logger().Info("verdict "+v.Status.String()+": "+v.Reason, "verdict", v.Status.String(), "action", string(v.Action),
+	s.logger().Info("verdict "+v.Status.String()+" → "+decision(mv), "verdict", v.Status.String(), "action", string(v.Action), "reason", v.Reason,
 		"requests", figure(rec.Canary, func(f *rollout.Figures) int64 { return f.Requests }),
 		"errors", figure(rec.Canary, func(f *rollout.Figures) int64 { return f.Errors }), "decision", decision(mv))
 	if mv.typ != "" || !rec.Same(r.Verdict) || now.Sub(r.Verdict.At) >= verdictRefresh {

@@ -4,8 +4,10 @@
 // every policy service serving a stable revision, Cloud Monitoring fed by
 // the Cloud Run emulator's requests and the local PostgreSQL's connections,
 // the functions over real HTTP (through functions-framework-go's own
-// handler), the Eventarc-like bridge between them, and a ticker standing in
-// for Cloud Scheduler. It is what `coalmine local up` runs and what the
+// handler), the Eventarc-like bridge between them, Cloud Scheduler (the
+// sweep job, and the per-rollout tick jobs the functions keep) and the
+// policy's alert policies on the Monitoring server, with a Pub/Sub channel to
+// coalmine-alerts. It is what `coalmine local up` runs and what the
 // end-to-end tests start.
 package cloud
 
@@ -45,12 +47,15 @@ import (
 	"github.com/ai-square/coalmine/infra/local/postgres"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
 	"github.com/ai-square/coalmine/infra/local/runemu"
+	"github.com/ai-square/coalmine/infra/local/scheduleremu"
+	"github.com/ai-square/coalmine/shared/alerting"
 	"github.com/ai-square/coalmine/shared/backup"
 	"github.com/ai-square/coalmine/shared/cloudrun"
 	"github.com/ai-square/coalmine/shared/logging"
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/publish"
 	"github.com/ai-square/coalmine/shared/release"
+	"github.com/ai-square/coalmine/shared/schedule"
 )
 
 // Functions maps each function name to its constructor; the production
@@ -80,9 +85,18 @@ type Config struct {
 	Project string
 	// Listen is the host for every local server (default 127.0.0.1).
 	Listen string
-	// TickEvery is how often a Scheduler tick is published to
-	// coalmine-ticks (default 30s; negative: never).
-	TickEvery time.Duration
+	// TickSchedule is the schedule of the per-rollout tick jobs (default:
+	// the policy's gates.interval; FastTickSchedule when Fast).
+	TickSchedule string
+	// SweepSchedule is the sweep job's schedule (default SweepSchedule;
+	// FastSweepSchedule when Fast).
+	SweepSchedule string
+	// SchedulerManual keeps Cloud Scheduler's jobs from firing on their own:
+	// they fire only when run (RunJob, or Scheduler.Fire). Tests that drive
+	// every step themselves use it.
+	SchedulerManual bool
+	// SchedulerNow is Cloud Scheduler's clock (default time.Now).
+	SchedulerNow func() time.Time
 	// PollInterval is how often long-running Cloud Run operations and
 	// revisions are polled by the functions (default 100ms).
 	PollInterval time.Duration
@@ -103,10 +117,12 @@ type Config struct {
 	// Now is the functions' clock (default time.Now): tests set it to
 	// reach a deploy window at any hour.
 	Now func() time.Time
-	// FastMonitoring runs the Cloud Monitoring server in its fast mode (no
-	// ingestion delay, 1s sample and alignment periods) instead of Google's
-	// timing. For demos and tests only: no figure may be taken from it.
-	FastMonitoring bool
+	// Fast shortens Google's timing for demos and tests: Cloud Monitoring
+	// has no ingestion delay and 1s sample and alignment periods, the judge
+	// reads it that way, alert conditions count seconds for minutes, and Cloud
+	// Scheduler takes seconds schedules (tick jobs every 2s, the sweep every
+	// 30s). No figure may be taken from it.
+	Fast bool
 }
 
 // Cloud is a running local cloud.
@@ -133,17 +149,23 @@ type Cloud struct {
 	Run     *runemu.Server
 	// Monitoring is Cloud Monitoring, fed by the Cloud Run emulator's
 	// front proxies and the local PostgreSQL.
-	Monitoring   *monitoringemu.Server
-	Bridge       *bridge.Bridge
-	FunctionsURL string
-	Bus          *publish.Bus
+	Monitoring *monitoringemu.Server
+	// Alerts is what was made of the policy's alert policies.
+	Alerts alerting.Result
+	// Scheduler is Cloud Scheduler; Schedules the client the functions keep
+	// their tick jobs with; SweepSchedule the sweep job's schedule.
+	Scheduler     *scheduleremu.Server
+	Schedules     *schedule.Client
+	SweepSchedule string
+	Bridge        *bridge.Bridge
+	FunctionsURL  string
+	Bus           *publish.Bus
 
 	log       *slog.Logger
 	dbURLs    map[string]string // policy urlEnv -> database URL
 	funcs     *http.Server
 	clients   *release.Clients
 	stopTicks context.CancelFunc
-	ticks     sync.WaitGroup
 	closers   []func() error
 }
 
@@ -157,9 +179,6 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1"
-	}
-	if cfg.TickEvery == 0 {
-		cfg.TickEvery = 30 * time.Second
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
@@ -247,9 +266,20 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		return nil, err
 	}
 
+	// Cloud Scheduler and its sweep job.
+	if err := c.startScheduler(ctx, cfg); err != nil {
+		return nil, err
+	}
+
 	// The functions, served over HTTP.
 	c.clients = &release.Clients{Options: cloudrun.Options{PollInterval: cfg.PollInterval, ClientOptions: c.Run.ClientOptions()}}
 	c.closers = append(c.closers, c.clients.Close)
+	readers := &release.Readers{ClientOptions: c.Monitoring.ClientOptions()}
+	c.closers = append(c.closers, readers.Close)
+	tickSchedule := cfg.TickSchedule
+	if tickSchedule == "" && cfg.Fast {
+		tickSchedule = FastTickSchedule
+	}
 	c.Backups = &backup.Runner{
 		Storage: c.StorageClient, Getenv: c.getenv, SkipDatabase: c.DatabaseSkipped,
 		Budget: cfg.BackupBudget, Log: log.With("component", "backup"),
@@ -263,6 +293,8 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		Hooks: cfg.Hooks, DeployWait: 2 * time.Minute, Backups: backups, Now: cfg.Now,
 		HookClient: func(context.Context, string) (*http.Client, error) { return http.DefaultClient, nil },
 		Images:     Images{Registry: reg, Dir: ImagesDir(dir)},
+		Metrics:    readers.For, FastMetrics: cfg.Fast,
+		Scheduler: c.Schedules, TickSchedule: tickSchedule,
 	}
 	mux, err := functionsMux(ctx, env)
 	if err != nil {
@@ -286,14 +318,13 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		return nil, fmt.Errorf("local cloud: bridge: %w", err)
 	}
 
-	// The Scheduler stand-in.
-	tctx, cancel := context.WithCancel(context.Background())
-	c.stopTicks = cancel
-	if cfg.TickEvery > 0 {
-		c.ticks.Add(1)
-		go c.tick(tctx, cfg.TickEvery)
+	// The policy's alert policies, with a channel to coalmine-alerts.
+	if err := c.ensureAlerts(ctx, cfg); err != nil {
+		return nil, err
 	}
-	c.sampleConnections(tctx, c.Monitoring.SamplePeriod())
+	sctx, cancel := context.WithCancel(context.Background())
+	c.stopTicks = cancel
+	c.sampleConnections(sctx, c.Monitoring.SamplePeriod())
 
 	c.Env = map[string]string{
 		"PUBSUB_EMULATOR_HOST":    c.Pubsub.Host(),
@@ -305,6 +336,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 		"COALMINE_FUNCTIONS_URL":  c.FunctionsURL,
 		"COALMINE_LOCAL_REGISTRY": ImagesDir(dir),
 		gcsemu.EnvEmulatorHost:    c.Storage.Host(),
+		schedule.EmulatorHostEnv:  c.Scheduler.Addr(),
 	}
 	for k, v := range c.dbURLs {
 		c.Env[k] = v
@@ -409,22 +441,6 @@ func functionsMux(ctx context.Context, env *release.Env) (*http.ServeMux, error)
 	return mux, nil
 }
 
-func (c *Cloud) tick(ctx context.Context, every time.Duration) {
-	defer c.ticks.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := c.Bus.Publish(ctx, events.TopicTicks, []byte(`{"job":"coalmine-tick","version":1}`), nil); err != nil && ctx.Err() == nil {
-				c.log.Warn("tick not published", "error", err.Error())
-			}
-		}
-	}
-}
-
 // Close stops everything, in reverse order of start.
 func (c *Cloud) Close() error {
 	if c == nil {
@@ -432,7 +448,6 @@ func (c *Cloud) Close() error {
 	}
 	if c.stopTicks != nil {
 		c.stopTicks()
-		c.ticks.Wait()
 	}
 	var errs []error
 	if c.Bridge != nil {

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/monitoringemu"
 	"github.com/ai-square/coalmine/infra/local/runemu"
+	"github.com/ai-square/coalmine/shared/alerting"
 	"github.com/ai-square/coalmine/shared/metrics"
 )
 
@@ -28,11 +30,40 @@ const (
 // startMonitoring starts the Cloud Monitoring server.
 func (c *Cloud) startMonitoring(cfg Config) error {
 	var err error
-	c.Monitoring, err = monitoringemu.New(monitoringemu.Options{Listen: cfg.Listen + ":0", Fast: cfg.FastMonitoring, Logger: c.log.With("component", "monitoring")})
+	c.Monitoring, err = monitoringemu.New(monitoringemu.Options{
+		Listen: cfg.Listen + ":0", Fast: cfg.Fast, Logger: c.log.With("component", "monitoring"),
+		Publish: func(ctx context.Context, topic string, data []byte) error {
+			_, err := c.publishTo(ctx, topic, data, nil)
+			return err
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("local cloud: monitoring: %w", err)
 	}
 	c.closers = append(c.closers, c.Monitoring.Close)
+	return nil
+}
+
+// FastAlertTiming is how the alert policies are timed in fast mode: 5s alignment periods,
+// and a second of condition duration for each minute the policy's "for" says.
+var FastAlertTiming = alerting.Timing{Alignment: 5 * time.Second, Minute: time.Second}
+
+// ensureAlerts creates the policy's alert policies (the alerts with a condition) on the
+// Monitoring server, with a Pub/Sub channel to coalmine-alerts.
+func (c *Cloud) ensureAlerts(ctx context.Context, cfg Config) error {
+	timing := alerting.GoogleTiming()
+	if cfg.Fast {
+		timing = FastAlertTiming
+	}
+	project, _, err := location(c.Policy)
+	if err != nil {
+		return err
+	}
+	topic := "projects/" + c.Project + "/topics/" + events.TopicAlerts
+	c.Alerts, err = alerting.Ensure(ctx, c.Monitoring.ClientOptions(), project, topic, c.Policy, timing)
+	if err != nil {
+		return fmt.Errorf("local cloud: alert policies: %w", err)
+	}
 	return nil
 }
 

@@ -149,7 +149,7 @@ func TestBackupFailureBlocksDeploy(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var hp *harness
-			o := options{policy: dataPolicy, tick: 300 * time.Millisecond}
+			o := options{policy: dataPolicy, ticks: true, sweep: everySecond}
 			if tc.slow {
 				o.policy = strings.Replace(dataPolicy, "deadlines: {backup: 4s, retries: 1}", "deadlines: {backup: 5m, retries: 1}", 1)
 			}

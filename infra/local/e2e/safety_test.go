@@ -371,7 +371,7 @@ func TestStuckRollbackIsRaised(t *testing.T) {
 			}
 			return nil
 		}}
-		h := start(t, backend, options{policy: pol, hooks: hooks, tick: 200 * time.Millisecond, maxAttempts: 2})
+		h := start(t, backend, options{policy: pol, hooks: hooks, ticks: true, sweep: everySecond, maxAttempts: 2})
 		attention := h.watchEvents(events.EventNeedsAttention)
 		h.push(repo + ":stuck")
 		v := h.waitFor("the escalation", func(v view) bool { return v.state.Rollout != nil && v.state.Rollout.Escalated != "" })

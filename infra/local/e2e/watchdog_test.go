@@ -30,7 +30,7 @@ func TestWatchdog(t *testing.T) {
 			}
 			return nil
 		}}
-		h := start(t, backend, options{policy: pol, tick: 300 * time.Millisecond, hooks: hooks, maxAttempts: 1})
+		h := start(t, backend, options{policy: pol, ticks: true, sweep: everySecond, hooks: hooks, maxAttempts: 1})
 		h.push(repo + ":watched")
 		v := h.waitPhase(rollout.Progressing, 1)
 		if got := historyOf(v.state, v.state.Rollout.ID); !hasKind(got, rollout.Republish) {

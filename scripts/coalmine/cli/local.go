@@ -8,8 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/cloud"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
 	"github.com/ai-square/coalmine/shared/logging"
@@ -18,18 +18,22 @@ import (
 
 func init() {
 	var backend string
-	var tick time.Duration
 	var fast bool
 	register(&command{
 		name:    "local up",
-		args:    "[--dir DIR] [--config FILE] [--pubsub pstest|gcloud|external] [--tick 30s] [--fast]",
+		args:    "[--dir DIR] [--config FILE] [--pubsub pstest|gcloud|external] [--fast]",
 		summary: "Start the local cloud and the functions in the foreground until interrupted.",
 		detail: `Starts Pub/Sub (embedded pstest; or Google's emulator with --pubsub gcloud; or the server
 PUBSUB_EMULATOR_HOST names), the Cloud Run emulator with every policy service serving a stable
 revision, Cloud Monitoring (fed by every request the services' URLs and tag URLs serve, and by
-the local PostgreSQL's connections), the functions, the Eventarc-like bridge and a Scheduler
-tick. Monitoring keeps Google's timing (each minute's data visible 2–3 minutes after it ends,
-alignment periods of at least 60s) unless --fast shortens it. When ready it writes
+the local PostgreSQL's connections, and evaluating the policy's alert policies, whose incidents
+go to coalmine-alerts), Cloud Scheduler (the sweep job every 10 minutes; the functions add a
+tick job per rollout in progress, every gates.interval, and delete it when the rollout ends),
+the functions and the Eventarc-like bridge. Monitoring and Scheduler keep Google's timing (each
+minute's data visible 2–3 minutes after it ends, alignment periods of at least 60s, minute
+schedules) unless --fast shortens it: no ingestion delay and 1s periods (the judge reads them
+so), alert conditions that count a second for each minute, tick jobs every 2s and the sweep
+every 30s. When ready it writes
 DIR/local.env (KEY=value lines other coalmine commands and Google's clients read) and prints
 "ready". The local cloud's logs (JSON lines) go to DIR/local.log, not to the terminal; an error
 that stops start-up is printed. Without --config it uses the built-in example policy (one
@@ -37,11 +41,10 @@ service, ai-square).`,
 		notes: builtinPolicyNotes,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&backend, "pubsub", "", "the Pub/Sub server: `pstest|gcloud|external` (default: external if PUBSUB_EMULATOR_HOST is set, else pstest)")
-			fs.DurationVar(&tick, "tick", 30*time.Second, "fire the Scheduler tick (the watchdog) every `DURATION`")
-			fs.BoolVar(&fast, "fast", false, "run Cloud Monitoring without Google's delays (data visible at once, 1s periods): for demos and tests; take no figure from it")
+			fs.BoolVar(&fast, "fast", false, "run Cloud Monitoring and Scheduler without Google's delays (data visible at once, 1s periods, ticks every 2s): for demos and tests; take no figure from it")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
-			cfg := cloud.Config{Dir: a.dir, Pubsub: pubsubemu.Backend(backend), TickEvery: tick, FastMonitoring: fast}
+			cfg := cloud.Config{Dir: a.dir, Pubsub: pubsubemu.Backend(backend), Fast: fast}
 			if a.config != "" {
 				b, err := os.ReadFile(a.config)
 				if err != nil {
@@ -66,6 +69,10 @@ service, ai-square).`,
 			defer c.Close()
 			fmt.Fprintf(a.stdout, "Pub/Sub        %s\nCloud Run      %s\nfunctions      %s\n", c.Pubsub.Host(), c.Run.Addr(), c.FunctionsURL)
 			fmt.Fprintf(a.stdout, "Monitoring     %s  %s\n", c.Monitoring.Addr(), monitoringMode(c))
+			fmt.Fprintf(a.stdout, "Scheduler      %s  %s\n", c.Scheduler.Addr(), schedulerMode(c))
+			if n := len(c.Alerts.Created) + len(c.Alerts.Updated) + len(c.Alerts.Unchanged); n > 0 {
+				fmt.Fprintf(a.stdout, "alerts         %d alert policies (channel %s to %s)\n", n, c.Alerts.Channel, events.TopicAlerts)
+			}
 			for _, s := range c.Policy.Services {
 				if svc, ok := c.Run.Service(fmt.Sprintf("projects/%s/locations/%s/services/%s", s.Project, s.Region, s.Name)); ok {
 					fmt.Fprintf(a.stdout, "service        %s  %s  (images: %v)\n", s.Name, svc.GetUri(), s.Images)
@@ -177,6 +184,14 @@ func describeRange(r policy.TimeRange) string {
 		to = "24:00"
 	}
 	return days + " " + from + "-" + to
+}
+
+// schedulerMode says how the local Scheduler fires its jobs.
+func schedulerMode(c *cloud.Cloud) string {
+	if c.Scheduler.Fast() {
+		return "FAST MODE: seconds schedules; tick jobs every 2s, sweep " + c.SweepSchedule
+	}
+	return "minute schedules like Google's; sweep " + c.SweepSchedule
 }
 
 // monitoringMode says how the local Monitoring server times its data.

@@ -86,7 +86,7 @@ func TestLocalUpQuiet(t *testing.T) {
 	}}
 	var stderr bytes.Buffer
 	terminal := captureStderr(t)
-	code := Main(ctx, []string{"--dir", dir, "local", "up", "--pubsub", "pstest", "--tick", "1h"}, stdout, &stderr)
+	code := Main(ctx, []string{"--dir", dir, "local", "up", "--pubsub", "pstest"}, stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("coalmine local up: exit %d; stderr %q; stdout:\n%s", code, stderr.String(), stdout.String())
 	}
@@ -156,7 +156,7 @@ func TestLocalUpFastSaysSo(t *testing.T) {
 		}
 	}}
 	_ = captureStderr(t) // functions-framework writes to the process's stderr
-	if code := Main(ctx, []string{"--dir", dir, "local", "up", "--pubsub", "pstest", "--tick", "1h", "--fast"}, stdout, io.Discard); code != 0 {
+	if code := Main(ctx, []string{"--dir", dir, "local", "up", "--pubsub", "pstest", "--fast"}, stdout, io.Discard); code != 0 {
 		t.Fatalf("coalmine local up --fast: exit %d; stdout:\n%s", code, stdout.String())
 	}
 	if !strings.Contains(stdout.String(), "Monitoring") || !strings.Contains(stdout.String(), "FAST MODE") {

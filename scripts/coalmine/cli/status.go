@@ -93,6 +93,9 @@ func printStatus(w io.Writer, svc *cloudrun.Service, history int) {
 		if !r.Deadline.IsZero() {
 			fmt.Fprintf(w, "  deadline   %s (watchdog attempts %d)\n", r.Deadline.Local().Format(time.DateTime), r.Attempts)
 		}
+		if v := r.Verdict; v != nil {
+			printVerdict(w, v)
+		}
 	}
 	if p := st.Pending; p != nil {
 		fmt.Fprintf(w, "  queued     %s (pushed %s; released once the rollout above has ended)\n", p.Image, p.PublishTime.Local().Format(time.DateTime))
@@ -138,6 +141,32 @@ func printStatus(w io.Writer, svc *cloudrun.Service, history int) {
 			line += "  (" + oneLine(e.Reason, 100) + ")"
 		}
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+}
+
+// printVerdict shows the last verdict the Verify function recorded, with its figures.
+func printVerdict(w io.Writer, v *rollout.Verdict) {
+	line := fmt.Sprintf("  verdict    %s at stage %d", strings.ToUpper(v.Status), v.Stage)
+	if v.Action != "" {
+		line += " → " + v.Action
+	}
+	line += fmt.Sprintf(" (judged %s, data %s – %s)", v.At.Local().Format(time.TimeOnly), v.Start.Local().Format(time.TimeOnly), v.End.Local().Format(time.TimeOnly))
+	fmt.Fprintln(w, line)
+	for _, f := range []struct {
+		who string
+		f   *rollout.Figures
+	}{{"canary", v.Canary}, {"stable", v.Stable}} {
+		if f.f == nil {
+			continue
+		}
+		fl := fmt.Sprintf("    %-8s %s: %d requests, %d 5xx", f.who, f.f.Revision, f.f.Requests, f.f.Errors)
+		if f.f.P95Ms > 0 {
+			fl += fmt.Sprintf(", p95 %.0fms", f.f.P95Ms)
+		}
+		fmt.Fprintln(w, fl)
+	}
+	for _, g := range v.Gates {
+		fmt.Fprintf(w, "    %-24s %-12s %s\n", g.Gate, g.Status, oneLine(g.Detail, 120))
 	}
 }
 

@@ -27,8 +27,10 @@ latency distributions from the start of the current stage (a pause does not rest
 minus gates.ingestionDelay, cut
 to whole gates.alignment periods, and the database's connection use when gates.dbConnections is
 on; then runs the judge (docs/verification.md) and prints each gate's figures and outcome.
-Nothing is acted on: no function reads verdicts yet, so a stage moves only when an operator
-promotes it and a rollback happens only by abort (or the watchdog).`,
+This command only shows the verdict: the Verify function judges the same way at every tick of
+the rollout's Scheduler job and acts on it (next stage, pause or rollback); coalmine status
+shows the last verdict it recorded. Against a local cloud started with --fast, the judge reads
+1s periods with no ingestion delay, as the Verify function there does.`,
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			t, err := a.target()
 			if err != nil {
@@ -43,14 +45,17 @@ promotes it and a rollback happens only by abort (or the watchdog).`,
 			if err != nil {
 				return err
 			}
+			if t.env[cloud.MonitoringModeEnv] == cloud.MonitoringFast {
+				fmt.Fprintln(a.stdout, "note       the local Monitoring server runs in FAST MODE (no ingestion delay, 1s periods): take no figure from it")
+				p := *pol
+				p.Gates = release.FastGates(p.Gates)
+				pol = &p
+			}
 			m, err := t.metrics(ctx, pol)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
-			if t.env[cloud.MonitoringModeEnv] == cloud.MonitoringFast {
-				fmt.Fprintln(a.stdout, "note       the local Monitoring server runs in FAST MODE (no ingestion delay, 1s periods): take no figure from it")
-			}
 			j, err := release.Judge(ctx, m, pol, svc.State, a.now())
 			if errors.Is(err, release.ErrNothingToJudge) {
 				return fmt.Errorf("%s has no canary in a stage to judge: no rollout, or one that is not progressing or paused at a stage (see coalmine status %s)", pol.Name, pol.Name)
@@ -101,5 +106,5 @@ func printJudgement(w io.Writer, pol *policy.Service, stageStart time.Time, j re
 	for _, g := range v.Gates {
 		fmt.Fprintf(w, "    %-26s %-12s %s\n", g.Gate, g.Status, oneLine(g.Detail, 0))
 	}
-	fmt.Fprintln(w, "  not acted on: no function acts on verdicts yet; promote, pause or abort with coalmine")
+	fmt.Fprintln(w, "  acted on  by the Verify function at each tick of the rollout's Scheduler job (coalmine status shows the last verdict it recorded)")
 }
