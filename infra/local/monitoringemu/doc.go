@@ -151,8 +151,8 @@
 // documented. A closed notification for missing data says observed_value "No data" (its
 // wording at Google is not known). scoping_project_number is derived from the project id.
 // Documentation variables (${…}) are not expanded. Disabling a policy freezes its
-// incidents. A notification that Publish fails to deliver is logged and reported by
-// EvaluateAlerts, not retried.
+// incidents and its conditions' state until it is enabled again. A notification that
+// Publish fails to deliver is logged and reported by EvaluateAlerts, not retried.
 //
 // # Sources
 //

@@ -82,8 +82,8 @@ type incident struct {
 	metricDisplay string
 }
 
-// Incidents returns every open incident and the most recent closed ones, oldest first.
-// Incidents of a deleted policy are dropped.
+// Incidents returns every open incident and the most recent closed ones (up to 1000),
+// oldest first. The open incidents of a deleted policy are dropped.
 func (s *Server) Incidents() []Incident {
 	a := s.alerts
 	a.mu.Lock()
