@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 	"google.golang.org/genproto/googleapis/api"
@@ -137,7 +138,7 @@ func checkUserLabels(path string, m map[string]string) error {
 		return len([]rune(s)) <= 63
 	}
 	for k, v := range m {
-		first, _ := utf8First(k)
+		first, _ := utf8.DecodeRuneInString(k)
 		if k == "" || !unicode.IsLower(first) || !ok(k) {
 			return invalid("%s: key %q must start with a lowercase letter and hold at most 63 lowercase letters, digits, '_' or '-'", path, k)
 		}
@@ -146,14 +147,6 @@ func checkUserLabels(path string, m map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// utf8First returns the first rune of s.
-func utf8First(s string) (rune, bool) {
-	for _, r := range s {
-		return r, true
-	}
-	return 0, false
 }
 
 // record is a creation or mutation record at the server's clock.
@@ -207,7 +200,7 @@ func (s channelAPI) GetNotificationChannel(ctx context.Context, req *monitoringp
 	return proto.Clone(ch).(*monitoringpb.NotificationChannel), nil
 }
 
-// channelFields are the fields a channel list filter may name.
+// channelField reports whether a channel list filter may name f.
 func channelField(f string) bool {
 	_, label := labelField(f, "labels", "label")
 	_, user := labelField(f, "user_labels", "user_label")
