@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/postgres"

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"

@@ -33,33 +33,13 @@ type metricAPI struct {
 	*Server
 }
 
-// query evaluates a ListTimeSeries request (all pages) at the server's clock. It is the
-// query engine alerting will share.
+// query evaluates a ListTimeSeries request (all pages) at the server's clock.
 func (s *Server) query(req *monitoringpb.ListTimeSeriesRequest) ([]*monitoringpb.TimeSeries, error) {
 	q, err := parseQuery(req, s.minAlign)
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	s.store.mu.Lock()
-	desc := s.store.descriptors[q.metricType]
-	s.store.mu.Unlock()
-	if desc == nil {
-		if isGoogleMetric(q.metricType) {
-			// A Google metric this server does not produce: answering "no data" would read
-			// as silence, so refuse it by name.
-			return nil, status.Errorf(codes.InvalidArgument, "filter: metric.type %q is not served by the local Monitoring server (it serves %s, %s, %s and custom/workload metrics written with CreateTimeSeries)",
-				q.metricType, MetricRequestCount, MetricRequestLatencies, MetricNumBackends)
-		}
-		// A custom or workload metric never written: no data, as at Google. Aggregation
-		// shape was still validated.
-		return nil, nil
-	}
-	raws := s.store.visible(q.project, q.metricType, now)
-	if q.metricType == MetricRequestCount || q.metricType == MetricRequestLatencies {
-		raws = mergeRaw(raws, s.run.visible(q.project, q.metricType, now, s.runDelay))
-	}
-	res, err := q.run(desc, raws)
+	res, err := s.runQuery(q, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +48,41 @@ func (s *Server) query(req *monitoringpb.ListTimeSeriesRequest) ([]*monitoringpb
 		out[i] = o.toProto(q.headers)
 	}
 	return out, nil
+}
+
+// descriptorOf returns the descriptor of a metric type a query names: nil (and no error)
+// for a custom or workload metric never written, INVALID_ARGUMENT for a Google metric the
+// server does not produce.
+func (s *Server) descriptorOf(metricType string) (*metric.MetricDescriptor, error) {
+	s.store.mu.Lock()
+	desc := s.store.descriptors[metricType]
+	s.store.mu.Unlock()
+	if desc == nil && isGoogleMetric(metricType) {
+		// A Google metric this server does not produce: answering "no data" would read
+		// as silence, so refuse it by name.
+		return nil, status.Errorf(codes.InvalidArgument, "filter: metric.type %q is not served by the local Monitoring server (it serves %s, %s, %s and custom/workload metrics written with CreateTimeSeries)",
+			metricType, MetricRequestCount, MetricRequestLatencies, MetricNumBackends)
+	}
+	return desc, nil
+}
+
+// runQuery evaluates a parsed query over the data visible at now. It is the query engine
+// ListTimeSeries and alert evaluation share.
+func (s *Server) runQuery(q *timeSeriesQuery, now time.Time) ([]*outSeries, error) {
+	desc, err := s.descriptorOf(q.metricType)
+	if err != nil {
+		return nil, err
+	}
+	if desc == nil {
+		// A custom or workload metric never written: no data, as at Google. Aggregation
+		// shape was still validated.
+		return nil, nil
+	}
+	raws := s.store.visible(q.project, q.metricType, now)
+	if q.metricType == MetricRequestCount || q.metricType == MetricRequestLatencies {
+		raws = mergeRaw(raws, s.run.visible(q.project, q.metricType, now, s.runDelay))
+	}
+	return q.run(desc, raws)
 }
 
 // mergeRaw adds b's series to a, merging the points of series with the same identity.

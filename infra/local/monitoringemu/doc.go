@@ -1,6 +1,7 @@
 // Package monitoringemu is a local Cloud Monitoring API: a gRPC server for
-// google.monitoring.v3.MetricService that the official client
-// (cloud.google.com/go/monitoring/apiv3/v2) uses unchanged, fed by real traffic.
+// google.monitoring.v3.MetricService, AlertPolicyService and NotificationChannelService
+// that the official clients (cloud.google.com/go/monitoring/apiv3/v2) use unchanged, fed by
+// real traffic, evaluating alert policies and publishing their incidents as Google does.
 //
 // The local Cloud Run emulator's front proxy calls RecordRequest for every request; the
 // server aggregates them into Cloud Run's own metrics on the cloud_run_revision resource
@@ -86,6 +87,72 @@
 //   - Pages are slices of the series list, recomputed at each call by the server's
 //     clock: a page token is only valid for the same request (else INVALID_ARGUMENT),
 //     and newly visible series may shift later pages.
+//
+// # Alerting
+//
+// NotificationChannelService serves one channel type, "pubsub" (label topic =
+// projects/P/topics/T; any other type, label or topic shape is INVALID_ARGUMENT): the
+// descriptor list and get, and create (server-assigned name, enabled by default), get,
+// list (filters type, display_name, labels.KEY, user_labels.KEY with = joined by AND;
+// paging), update (update_mask or every mutable field) and delete (FAILED_PRECONDITION
+// while a policy uses the channel, unless force, which removes it from those policies).
+// The verification-code RPCs are UNIMPLEMENTED.
+//
+// AlertPolicyService serves create, get, list (filters display_name = "…" and
+// user_labels.KEY = "…" joined by AND; paging) update and delete. Only condition_threshold
+// is served; its filter and aggregation are read by the ListTimeSeries parser (same
+// errors; the filter must also name resource.type), with exactly one aggregation holding a
+// per_series_aligner (at least the server's minimum alignment, at most 25 h) that yields
+// numbers; a denominator needs the same alignment period and group-by fields. Comparisons
+// COMPARISON_GT and COMPARISON_LT; a duration in multiples of 60 s (whole seconds in fast
+// mode); trigger count (default 1) or percent; evaluation_missing_data, which needs a
+// duration of at least 60 s (1 s in fast mode); combiners OR, AND and
+// AND_WITH_MATCHING_RESOURCE (unspecified only with one condition); notification channels
+// of the policy's project that exist; user labels and documentation by Google's limits;
+// notification_prompts [OPENED] or [OPENED, CLOSED]; auto_close. Anything else
+// (forecasts, absence, log, MQL, PromQL and SQL conditions, rate limits, renotification)
+// is INVALID_ARGUMENT naming it. An update with a mask changes only the named fields
+// (display_name, documentation[.content|.mime_type|.subject|.links], user_labels[.KEY],
+// conditions, combiner, enabled, notification_channels, alert_strategy, severity);
+// without one it replaces the policy, keeping its name. Supplied conditions keep their
+// names (and so their state), unnamed ones are added, the others deleted; the open
+// incidents of a condition that changed or went away are closed as cancelled, with
+// Google's observed_value "Incident cancelled because the alert policy condition was
+// deleted or modified while incident was active.", and their closed notification is sent.
+// Deleting a policy drops its open incidents without any notification.
+//
+// EvaluateAlerts evaluates every enabled policy as of a time; unless Options.AlertsManual
+// a background loop runs it every 60 s of the server's clock (every second in fast mode).
+// Per condition, the alignment period ending at the evaluation time minus the largest
+// ingestion delay of its metrics (Cloud Run's 180 s with Google's timing, none in fast
+// mode) is read with the data visible at the evaluation time, aligned per series, reduced
+// by the group-by fields, and divided numerator by denominator for equal label sets (a
+// series without numerator or denominator, or with a zero denominator, is missing data:
+// a ratio with no 5xx at all is not 0). A value is compared with the threshold; missing
+// data follows evaluation_missing_data (INACTIVE: not violating, ACTIVE: violating,
+// NO_OP and unspecified: the series keeps its state); a series without data for the
+// policy's auto_close stops failing. A series fails once it has violated at every
+// evaluation for the duration (one evaluation that does not violate starts the duration
+// again); the trigger (how many or what share of the series fail) and the combiner decide
+// which failing series hold an incident. One incident is opened per such series, closed
+// when it no longer fails, and each change is published as Google's notification JSON
+// (schema 1.2: version "1.2", incident_id "0.…" the same when open and closed,
+// started_at/ended_at in Unix seconds, ended_at null while open, state "open"/"closed",
+// resource {type, labels: the grouped labels and project_id}, metric, policy_name (the
+// display name), policy_user_labels, condition_name, condition (camelCase JSON with its
+// name), threshold_value, observed_value with three decimals, summary and documentation
+// in Google's wording, subject "[ALERT - Severity] …"/"[RESOLVED - Severity] …") to the
+// topic of each enabled channel of the policy through Options.Publish — the closed one
+// only if notification_prompts allow CLOSED. Incidents reports them.
+//
+// Deliberate differences in alerting: the evaluation lag (the ingestion delay) is this
+// emulator's reading of how Google waits for complete data (its documentation only says
+// alert decisions lag by the ingestion delay); Google's exact evaluation cadence is not
+// documented. A closed notification for missing data says observed_value "No data" (its
+// wording at Google is not known). scoping_project_number is derived from the project id.
+// Documentation variables (${…}) are not expanded. Disabling a policy freezes its
+// incidents and its conditions' state until it is enabled again. A notification that
+// Publish fails to deliver is logged and reported by EvaluateAlerts, not retried.
 //
 // # Sources
 //

@@ -52,9 +52,20 @@ type Options struct {
 	SQLDelay *time.Duration
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Publish delivers an alert notification (schema 1.2 JSON) to the Pub/Sub topic of a
+	// notification channel (projects/P/topics/T), e.g. with the official Pub/Sub client.
+	// It is called in order, one notification at a time. nil: incidents are still
+	// opened and closed (Incidents reports them) but nothing is delivered, with one
+	// warning in the log.
+	Publish func(ctx context.Context, topic string, data []byte) error
+	// AlertsManual turns off the background evaluation of alert policies (every 60 s of
+	// the server's clock with Google's timing, every second in fast mode); the caller
+	// runs EvaluateAlerts at the times it chooses.
+	AlertsManual bool
 }
 
-// Server is a running Cloud Monitoring MetricService emulator.
+// Server is a running Cloud Monitoring emulator: MetricService, AlertPolicyService and
+// NotificationChannelService.
 type Server struct {
 	opts      Options
 	log       *slog.Logger
@@ -73,6 +84,9 @@ type Server struct {
 	loops     sync.Mutex     // guards closed against wg.Add racing Close's wg.Wait
 	closed    bool
 	closeOnce sync.Once
+	alerts    *alerting
+	evalMu    sync.Mutex // one evaluation (or policy update) at a time, notifications in order
+	noPublish sync.Once  // the warning that notifications are not delivered
 }
 
 // New starts a server listening on opts.Listen.
@@ -133,9 +147,12 @@ func New(opts Options) (*Server, error) {
 		run:      newRunStore(period),
 		ctx:      ctx,
 		cancel:   cancel,
+		alerts:   newAlerting(),
 	}
 	s.grpc = grpc.NewServer()
 	monitoringpb.RegisterMetricServiceServer(s.grpc, metricAPI{Server: s})
+	monitoringpb.RegisterAlertPolicyServiceServer(s.grpc, alertAPI{Server: s})
+	monitoringpb.RegisterNotificationChannelServiceServer(s.grpc, channelAPI{Server: s})
 	go func() {
 		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("grpc serve", "error", err)
@@ -147,7 +164,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s.log.Info(msg, "addr", lis.Addr().String(), "fast", opts.Fast,
 		"sample_period", period.String(), "min_alignment", minAlign.String(),
-		"sql_delay", sqlDelay.String(), "run_delay", s.runDelayString())
+		"sql_delay", sqlDelay.String(), "run_delay", s.runDelayString(), "alerts_manual", opts.AlertsManual)
+	if !opts.AlertsManual {
+		s.wg.Add(1)
+		go s.alertLoop()
+	}
 	return s, nil
 }
 
@@ -184,8 +205,8 @@ func (s *Server) SamplePeriod() time.Duration { return s.period }
 // MinAlignment is the smallest alignment period ListTimeSeries accepts.
 func (s *Server) MinAlignment() time.Duration { return s.minAlign }
 
-// Close stops the gRPC server and every SampleEvery loop. It is safe to call more than
-// once.
+// Close stops the gRPC server, the alert evaluation loop and every SampleEvery loop. It
+// is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.loops.Lock()
