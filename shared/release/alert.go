@@ -47,7 +47,9 @@ func alertDecision(inc events.Incident, action policy.Action, st rollout.State, 
 	switch r.Phase {
 	case rollout.Progressing, rollout.Paused:
 		if action == policy.ActionRollback {
-			return alertMove{typ: events.CommandRollback}
+			// Revert too: a promotion that wins the race against this rollback is then
+			// reverted (within the guard period) instead of the rollback being stale.
+			return alertMove{typ: events.CommandRollback, revert: true}
 		}
 		if r.Phase == rollout.Paused {
 			return alertMove{why: "rollout " + r.ID + " is already paused"}
@@ -106,9 +108,17 @@ func (e *Env) Alert(ctx context.Context, inc events.Incident) error {
 		log.Info("incident for a service not in the policy: ignored")
 		return nil
 	}
+	if p := inc.ResourceLabels["project_id"]; p != "" && p != pol.Project {
+		log.Info(fmt.Sprintf("incident for service %s in project %s, not the policy's %s: ignored", service, p, pol.Project))
+		return nil
+	}
 	action, ok := pol.AlertAction(inc.PolicyName)
 	if !ok {
 		log.Warn(fmt.Sprintf("alert policy %q is not in the service's alerts: ignored", inc.PolicyName))
+		return nil
+	}
+	if len(inc.ID) > events.MaxIncidentID {
+		log.Warn(fmt.Sprintf("incident id of %d characters (at most %d): ignored", len(inc.ID), events.MaxIncidentID))
 		return nil
 	}
 	return e.done(events.FunctionAlert, "alert "+inc.ID, e.alert(ctx, log, pol, inc, action))
@@ -120,6 +130,11 @@ func (e *Env) alert(ctx context.Context, log *slog.Logger, pol *policy.Service, 
 		return err
 	}
 	mv := alertDecision(inc, action, s.svc.State, e.now(), pol.Deadlines.Guard.Duration)
+	if r := s.svc.State.Rollout; mv.revert && r != nil && r.Phase == rollout.Promoted {
+		if what := s.svc.ChangedOutside(); what != "" {
+			mv = alertMove{why: "the service changed outside coalmine since the promotion (" + what + "): a revert would undo that change; roll back by hand"}
+		}
+	}
 	if mv.typ == "" {
 		log.Info("incident changes nothing: " + mv.why)
 		return nil
@@ -132,7 +147,7 @@ func (e *Env) alert(ctx context.Context, log *slog.Logger, pol *policy.Service, 
 	c := events.Command{
 		Type: mv.typ, Service: pol.Name, Rollout: r.ID, Generation: s.svc.State.Generation, Step: stepOf(mv.typ, 0),
 		Reason: rollout.Clip(reason, rollout.MaxReason), Actor: rollout.Clip("alert:"+inc.PolicyName, rollout.MaxActor),
-		Revert: mv.revert, Incident: rollout.Clip(inc.ID, events.MaxIncidentID),
+		Revert: mv.revert, Incident: inc.ID,
 	}
 	if mv.typ == events.CommandPause {
 		c.Stage = r.Stage
@@ -140,6 +155,6 @@ func (e *Env) alert(ctx context.Context, log *slog.Logger, pol *policy.Service, 
 	if err := e.Bus.Command(ctx, c); err != nil {
 		return fmt.Errorf("publish %s for incident %s: %w", mv.typ, inc.ID, err)
 	}
-	log.Warn(fmt.Sprintf("incident answered: %s of rollout %s", stepOf(mv.typ, 0), r.ID), "rollout", r.ID, "revert", mv.revert)
+	log.Warn(fmt.Sprintf("incident answered: %s of rollout %s", stepOf(mv.typ, 0), r.ID), "rollout", r.ID, "revert", mv.revert && r.Phase == rollout.Promoted)
 	return nil
 }

@@ -13,10 +13,6 @@ import (
 	"github.com/ai-square/coalmine/shared/rollout"
 )
 
-// verdictRefresh is how long a verdict that says what the state's last verdict says goes
-// unwritten: the figures `coalmine status` shows stay this fresh without a write per tick.
-const verdictRefresh = 5 * time.Minute
-
 // FastGates returns g with the local cloud's fast Monitoring timing: 1s alignment periods
 // and no ingestion delay. Only `coalmine local up --fast` judges with it.
 func FastGates(g policy.Gates) policy.Gates {
@@ -77,13 +73,19 @@ func decide(v judge.Verdict, r *rollout.Rollout, pol *policy.Service, windowOpen
 }
 
 // judgeCanary judges the canary of a rollout serving a stage, records the verdict when it
-// says something new (or the one recorded is older than verdictRefresh), and publishes
-// what the verdict asks for. Metrics that cannot be read leave the rollout as it is until
+// says something new (another status, action or gate status: a tick that changes nothing
+// writes nothing, so the figures kept are those of the last change), and publishes what
+// the verdict asks for. Metrics that cannot be read leave the rollout as it is until
 // the next tick.
 func (s *step) judgeCanary(ctx context.Context) error {
 	e := s.e
 	r := s.svc.State.Rollout
 	if e.Metrics == nil || r == nil || (r.Phase != rollout.Progressing && r.Phase != rollout.Paused) || r.Stage < 1 || r.Escalated != "" {
+		return nil
+	}
+	if r.Attempts > 0 {
+		// The watchdog has published this rollout's rollback (its stage or pause deadline
+		// passed): nothing the judge says moves it on, and the watchdog bounds the retries.
 		return nil
 	}
 	pol := s.pol
@@ -102,6 +104,10 @@ func (s *step) judgeCanary(ctx context.Context) error {
 	if errors.Is(err, ErrNothingToJudge) {
 		return nil
 	}
+	if errors.Is(err, metrics.ErrPermanent) {
+		s.logger().Error("canary not judged: Cloud Monitoring refuses the query (permissions, or a query it does not take); the stage holds until deadlines.stage: "+err.Error(), "error", err.Error())
+		return nil
+	}
 	if err != nil {
 		s.logger().Warn("canary not judged: metrics not read; the next tick tries again: "+err.Error(), "error", err.Error())
 		return nil
@@ -112,7 +118,7 @@ func (s *step) judgeCanary(ctx context.Context) error {
 	s.logger().Info("verdict "+v.Status.String()+" → "+decision(mv), "verdict", v.Status.String(), "action", string(v.Action), "reason", v.Reason,
 		"requests", figure(rec.Canary, func(f *rollout.Figures) int64 { return f.Requests }),
 		"errors", figure(rec.Canary, func(f *rollout.Figures) int64 { return f.Errors }), "decision", decision(mv))
-	if mv.typ != "" || !rec.Same(r.Verdict) || now.Sub(r.Verdict.At) >= verdictRefresh {
+	if mv.typ != "" || !rec.Same(r.Verdict) {
 		c := rollout.Command{Kind: rollout.Judged, Rollout: r.ID, Generation: s.svc.State.Generation, Verdict: rec, Actor: events.FunctionVerify}
 		if res := s.apply(c); res.Outcome == rollout.Applied {
 			if err := s.write(ctx, c, res.State); err != nil {

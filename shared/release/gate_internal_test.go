@@ -95,10 +95,12 @@ func TestAlertDecision(t *testing.T) {
 		typ    events.CommandType
 		revert bool
 	}{
-		{"canary incident rolls back", inc("web-2", during), policy.ActionRollback, state(rollout.Progressing), time.Hour, events.CommandRollback, false},
-		{"service-wide incident rolls back", inc("", during), policy.ActionRollback, state(rollout.Progressing), time.Hour, events.CommandRollback, false},
+		// Every rollback an alert asks for also asks to revert: a promotion that wins the race
+		// is reverted within the guard period instead of the alert being lost.
+		{"canary incident rolls back", inc("web-2", during), policy.ActionRollback, state(rollout.Progressing), time.Hour, events.CommandRollback, true},
+		{"service-wide incident rolls back", inc("", during), policy.ActionRollback, state(rollout.Progressing), time.Hour, events.CommandRollback, true},
 		{"pause action pauses", inc("web-2", during), policy.ActionPause, state(rollout.Progressing), time.Hour, events.CommandPause, false},
-		{"paused rollout is rolled back by a rollback alert", inc("web-2", during), policy.ActionRollback, state(rollout.Paused), time.Hour, events.CommandRollback, false},
+		{"paused rollout is rolled back by a rollback alert", inc("web-2", during), policy.ActionRollback, state(rollout.Paused), time.Hour, events.CommandRollback, true},
 		{"pause of a paused rollout changes nothing", inc("web-2", during), policy.ActionPause, state(rollout.Paused), time.Hour, "", false},
 		{"stable revision's incident changes nothing", inc("web-1", during), policy.ActionRollback, state(rollout.Progressing), time.Hour, "", false},
 		{"incident from before the rollout changes nothing", inc("", stageStart.Add(-time.Minute)), policy.ActionRollback, state(rollout.Progressing), time.Hour, "", false},

@@ -186,7 +186,9 @@ func (s *step) written(ctx context.Context, c rollout.Command, next rollout.Stat
 		return err
 	}
 	s.event(ctx, c)
-	if r := next.Rollout; r != nil && (c.Kind == rollout.Claim || r.Phase.Terminal()) {
+	if r := next.Rollout; r != nil && (c.Kind == rollout.Claim || (c.Kind == rollout.Rollback && c.Revert) || r.Phase.Terminal()) {
+		// The writes that start a rollout (a claim; a revert reopens a promoted one) make
+		// its tick job, and those that end it delete it.
 		s.keepTicks(ctx)
 	}
 	s.releaseQueued(ctx)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/shared/rollout"
+	"github.com/ai-square/coalmine/shared/schedule"
 )
 
 // Tick handles a Cloud Scheduler tick. A rollout's own tick job names its service: that
@@ -30,10 +31,18 @@ func (e *Env) Tick(ctx context.Context, t events.Tick) error {
 			return nil
 		}
 		st, err := e.watch(ctx, t.Service)
-		if st != nil && (st.Rollout == nil || st.Rollout.ID != t.Rollout || !st.Rollout.Active()) {
+		if (st != nil && (st.Rollout == nil || st.Rollout.ID != t.Rollout || !st.Rollout.Active())) || (st == nil && errors.Is(err, errPermanent)) {
+			// The rollout has ended, or the service cannot be read at all (deleted,
+			// its state corrupt): its job only costs.
 			e.dropTick(ctx, t.Service, t.Rollout)
 		}
 		return e.done(events.FunctionVerify, "tick "+t.Service, err)
+	}
+	var jobs []schedule.TickJob
+	var listErr error
+	if e.Scheduler != nil {
+		// Listed first: see sweepTicks.
+		jobs, listErr = e.Scheduler.Ticks(ctx)
 	}
 	var errs []error
 	states := map[string]*rollout.State{}
@@ -45,7 +54,15 @@ func (e *Env) Tick(ctx context.Context, t events.Tick) error {
 			errs = append(errs, fmt.Errorf("sweep %s: %w", name, err))
 		}
 	}
-	if err := e.sweepTicks(ctx, states); err != nil {
+	switch {
+	case e.Scheduler == nil:
+	case listErr != nil:
+		e.log().Warn("sweep: tick jobs not listed, so not reconciled: "+listErr.Error(), "function", events.FunctionVerify, "error", listErr.Error())
+	default:
+		err := e.sweepTicks(ctx, jobs, states)
+		if err == nil {
+			break
+		}
 		// The next sweep tries again; the rollouts themselves were looked at.
 		e.log().Warn("sweep: tick jobs not reconciled: "+err.Error(), "function", events.FunctionVerify, "error", err.Error())
 	}

@@ -3,7 +3,6 @@ package release
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/rollout"
@@ -15,6 +14,8 @@ import (
 type Scheduler interface {
 	EnsureTick(ctx context.Context, service, rollout, schedule string) error
 	DeleteTick(ctx context.Context, service, rollout string) error
+	// DeleteTickJob deletes a tick job by name (one whose payload names no rollout).
+	DeleteTickJob(ctx context.Context, name string) error
 	Ticks(ctx context.Context) ([]schedule.TickJob, error)
 }
 
@@ -27,9 +28,10 @@ func (e *Env) tickSchedule(pol *policy.Service) (string, error) {
 }
 
 // keepTicks makes the Scheduler hold a tick job for the service's rollout while it is in
-// progress and none once it has ended. It is called after every write and on every
-// duplicate claim; a failure is logged, not returned: the sweep job re-creates a lost job
-// and deletes a leftover one, so the step itself never waits on the Scheduler.
+// progress and none once it has ended. It is called after the writes that start or end a
+// rollout and on every duplicate claim; a failure is logged, not returned: the sweep job
+// re-creates a lost job and deletes a leftover one, so the step itself never waits on the
+// Scheduler.
 func (s *step) keepTicks(ctx context.Context) {
 	e := s.e
 	r := s.svc.State.Rollout
@@ -51,20 +53,23 @@ func (s *step) keepTicks(ctx context.Context) {
 }
 
 // sweepTicks is the sweep's reconciliation of the tick jobs: every rollout in progress has
-// its job (created again if it was lost), and no job outlives its rollout. states holds
-// each policy service's state as read by this sweep (nil for one that could not be read:
-// its jobs are left alone).
-func (e *Env) sweepTicks(ctx context.Context, states map[string]*rollout.State) error {
-	if e.Scheduler == nil {
-		return nil
-	}
-	jobs, err := e.Scheduler.Ticks(ctx)
-	if err != nil {
-		return fmt.Errorf("list tick jobs: %w", err)
-	}
+// its job (created again if it was lost), and no job outlives its rollout. jobs were listed
+// before states were read, so that a rollout claimed (and its job made) while the sweep
+// runs is never taken for a leftover. states holds each policy service's state as read by
+// this sweep (nil for one that could not be read: its jobs are left alone).
+func (e *Env) sweepTicks(ctx context.Context, jobs []schedule.TickJob, states map[string]*rollout.State) error {
 	have := map[[2]string]bool{}
 	var errs []error
 	for _, j := range jobs {
+		if j.Service == "" {
+			// Its payload names no rollout: not a job coalmine made as it is.
+			if err := e.Scheduler.DeleteTickJob(ctx, j.Name); err != nil {
+				errs = append(errs, err)
+			} else {
+				e.log().Warn("sweep: tick job deleted: its payload names no rollout", "job", j.Name)
+			}
+			continue
+		}
 		st, known := states[j.Service]
 		switch {
 		case known && st == nil:

@@ -19,8 +19,8 @@ type Metrics interface {
 	Connections(ctx context.Context, databaseID string, w metrics.Window) (float64, error)
 }
 
-// StageStart is when the canary's current stage began (a pause and a resume do not restart
-// it); for a state written before stages kept their own start, when its step began.
+// StageStart is when the canary's current stage began, or was last resumed (a pause does not
+// restart it); for a state written before stages kept their own start, when its step began.
 func StageStart(r *rollout.Rollout) time.Time {
 	if r.StageStarted.IsZero() {
 		return r.StepStarted

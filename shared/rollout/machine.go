@@ -613,6 +613,10 @@ func shift(s State, c Command, now time.Time, cfg Config) Result {
 			return reject(s, fmt.Sprintf("cannot skip from stage %d to %d", r.Stage, k))
 		case r.Phase == Paused && !c.Manual:
 			return reject(s, fmt.Sprintf("paused at stage %d; only an operator's promote or a resume moves it", r.Stage))
+		case r.Attempts > 0 && !c.Manual:
+			// The watchdog published the rollback of a rollout past its deadline: a
+			// verdict's shift must not move it on (and reset the watchdog's count).
+			return reject(s, fmt.Sprintf("the watchdog rolls this rollout back (its stage %d deadline passed); only an operator's promote moves it on", r.Stage))
 		}
 	case Promoted:
 		if k == n {
@@ -661,7 +665,12 @@ func resume(s State, c Command, now time.Time, cfg Config) Result {
 	r := s.Rollout
 	switch r.Phase {
 	case Paused:
-		return next(s, c, now, cfg, Progressing, r.Stage)
+		// The stage is judged afresh from the resume: an operator who resumes has looked
+		// at (or fixed) what paused it, and the figures from before must not pause it
+		// again at once. Its bake starts again too.
+		res := next(s, c, now, cfg, Progressing, r.Stage)
+		res.State.Rollout.StageStarted = now
+		return res
 	case Progressing:
 		return already(s, fmt.Sprintf("not paused; at stage %d", r.Stage))
 	case Waiting:

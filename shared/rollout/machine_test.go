@@ -620,8 +620,10 @@ func TestOverrideWindow(t *testing.T) {
 	}
 }
 
-// TestStageStartedSurvivesPause: a shift starts the stage's clock; a pause and a resume move
-// the step's clock but not the stage's, so the judge's window still starts at the stage.
+// TestStageStartedSurvivesPause: a shift starts the stage's clock; a pause moves the step's
+// clock but not the stage's, so a paused canary is still judged from the stage's start; a
+// resume starts the stage's judgement afresh (the figures that paused it must not pause it
+// again at once).
 func TestStageStartedSurvivesPause(t *testing.T) {
 	s := stateAt(t, fixture(Progressing))
 	c := commandFor(s, Shift)
@@ -635,8 +637,11 @@ func TestStageStartedSurvivesPause(t *testing.T) {
 	if paused.Outcome != Applied || resumed.Outcome != Applied {
 		t.Fatalf("pause %v (%s), resume %v (%s)", paused.Outcome, paused.Reason, resumed.Outcome, resumed.Reason)
 	}
+	if p := paused.State.Rollout; !p.StageStarted.Equal(t0) || !p.StepStarted.Equal(t0.Add(time.Minute)) {
+		t.Errorf("after pause: stage started %v, step started %v; want %v and %v", p.StageStarted, p.StepStarted, t0, t0.Add(time.Minute))
+	}
 	r := resumed.State.Rollout
-	if !r.StageStarted.Equal(t0) || !r.StepStarted.Equal(t0.Add(2*time.Minute)) {
-		t.Errorf("after pause and resume: stage started %v, step started %v; want %v and %v", r.StageStarted, r.StepStarted, t0, t0.Add(2*time.Minute))
+	if !r.StageStarted.Equal(t0.Add(2*time.Minute)) || !r.StepStarted.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("after resume: stage started %v, step started %v; want both %v", r.StageStarted, r.StepStarted, t0.Add(2*time.Minute))
 	}
 }

@@ -99,8 +99,9 @@ type Rollout struct {
 	Started        time.Time       `json:"started"`
 	// StepStarted is when the current phase (or stage) began.
 	StepStarted time.Time `json:"stepStarted"`
-	// StageStarted is when the canary's current stage (its traffic share) began; a pause
-	// and a resume leave it as it is. The judge reads the canary's figures since then.
+	// StageStarted is when the canary's current stage (its traffic share) began, or when it
+	// was last resumed; a pause leaves it as it is. The judge reads the canary's figures
+	// since then, and the stage's bake counts from it.
 	StageStarted time.Time `json:"stageStarted,omitempty"`
 	// Deadline is when the watchdog looks at the step next.
 	Deadline time.Time `json:"deadline,omitempty"`

@@ -163,3 +163,19 @@ func TestManualPromoteSaysItSkippedTheGates(t *testing.T) {
 		t.Errorf("previous image after promotion: got %q, want %q", got, want)
 	}
 }
+
+// TestWatchdogRollbackBeatsAVerdictsShift: once the watchdog has published the rollback of a
+// rollout past its stage deadline, a shift from a verdict is refused (it would reset the
+// watchdog's count and forget the rollback); an operator's promote still moves it.
+func TestWatchdogRollbackBeatsAVerdictsShift(t *testing.T) {
+	s := stateAt(t, fixture(Progressing))
+	s.Rollout.Attempts = 1
+	c := Command{Kind: Shift, Rollout: s.Rollout.ID, Generation: s.Generation, Stage: s.Rollout.Stage + 1, Actor: "Verify"}
+	if res := Apply(s, c, t0, DefaultConfig()); res.Outcome != Rejected {
+		t.Errorf("a verdict's shift with a rollback pending: got %s (%s), want rejected", res.Outcome, res.Reason)
+	}
+	c.Manual = true
+	if res := Apply(s, c, t0, DefaultConfig()); res.Outcome != Applied {
+		t.Errorf("an operator's promote with a rollback pending: got %s (%s), want applied", res.Outcome, res.Reason)
+	}
+}

@@ -160,12 +160,15 @@ type Cloud struct {
 	FunctionsURL  string
 	Bus           *publish.Bus
 
-	log       *slog.Logger
-	dbURLs    map[string]string // policy urlEnv -> database URL
-	funcs     *http.Server
-	clients   *release.Clients
-	stopTicks context.CancelFunc
-	closers   []func() error
+	log *slog.Logger
+	// runProject is the services' project (the policy's), where their metrics are
+	// written; Project, the Pub/Sub project, may differ.
+	runProject string
+	dbURLs     map[string]string // policy urlEnv -> database URL
+	funcs      *http.Server
+	clients    *release.Clients
+	stopTicks  context.CancelFunc
+	closers    []func() error
 }
 
 // Start brings everything up and writes DIR/local.env. Close stops it all.
@@ -204,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (c *Cloud, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("local cloud: %w", err)
 	}
-	c = &Cloud{Dir: dir, Policy: pol, Project: cfg.Project, Region: region, log: log}
+	c = &Cloud{Dir: dir, Policy: pol, Project: cfg.Project, Region: region, log: log, runProject: project}
 	defer func() {
 		if err != nil {
 			c.Close()

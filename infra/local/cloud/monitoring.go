@@ -44,16 +44,12 @@ func (c *Cloud) startMonitoring(cfg Config) error {
 	return nil
 }
 
-// FastAlertTiming is how the alert policies are timed in fast mode: 5s alignment periods,
-// and a second of condition duration for each minute the policy's "for" says.
-var FastAlertTiming = alerting.Timing{Alignment: 5 * time.Second, Minute: time.Second}
-
 // ensureAlerts creates the policy's alert policies (the alerts with a condition) on the
 // Monitoring server, with a Pub/Sub channel to coalmine-alerts.
 func (c *Cloud) ensureAlerts(ctx context.Context, cfg Config) error {
 	timing := alerting.GoogleTiming()
 	if cfg.Fast {
-		timing = FastAlertTiming
+		timing = alerting.FastTiming() // 5s periods, a second of duration per minute of "for"
 	}
 	project, _, err := location(c.Policy)
 	if err != nil {
@@ -77,7 +73,7 @@ func (c *Cloud) recordRequests() {
 			return
 		}
 		c.Monitoring.RecordRequest(monitoringemu.Request{
-			Project: c.Project, Location: c.Region, Service: r.Service, Revision: r.Revision,
+			Project: c.runProject, Location: c.Region, Service: r.Service, Revision: r.Revision,
 			Time: r.Time.Add(r.Latency), Status: r.Status, Latency: r.Latency,
 		})
 	})

@@ -39,7 +39,7 @@ func TestLocalUpBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		state := filepath.Join(dir, "state")
-		up := exec.Command(bin, "local", "up", "--dir", state, "--config", policyFile, "--tick", "1h")
+		up := exec.Command(bin, "local", "up", "--dir", state, "--config", policyFile)
 		up.Env = os.Environ()
 		if backend == pubsubemu.BackendGcloud {
 			up.Env = append(up.Env, "PUBSUB_EMULATOR_HOST="+gcloudHost(t))

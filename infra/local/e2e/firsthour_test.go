@@ -129,8 +129,8 @@ func TestOperatorIsRecorded(t *testing.T) {
 	h.cli("promote", service, "--reason", "error rate flat for an hour")
 	v := h.waitPhase(rollout.Progressing, 2)
 	e := v.state.History[len(v.state.History)-1]
-	if e.Actor != "operator:alice@example.com" || e.Reason != "error rate flat for an hour" {
-		t.Errorf("history entry %+v, want actor operator:alice@example.com and the reason", e)
+	if e.Actor != "operator:alice@example.com" || e.Reason != "operator promote: bake and gates skipped: error rate flat for an hour" {
+		t.Errorf("history entry %+v, want actor operator:alice@example.com and the reason, after the note that bake and gates were skipped", e)
 	}
 }
 

@@ -92,7 +92,7 @@ func TestLocalUpQuiet(t *testing.T) {
 	}
 
 	logPath := filepath.Join(dir, "local.log")
-	labels := []string{"starting", "Pub/Sub", "Cloud Run", "Monitoring", "functions", "service", "               releases start", "database", "environment", "logs", "ready", "stopping"}
+	labels := []string{"starting", "Pub/Sub", "Cloud Run", "Monitoring", "Scheduler", "alerts", "functions", "service", "               releases start", "database", "environment", "logs", "ready", "stopping"}
 	out := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
 	for _, l := range out {
 		if !slices.ContainsFunc(labels, func(p string) bool { return strings.HasPrefix(l, p) }) {
@@ -108,8 +108,13 @@ func TestLocalUpQuiet(t *testing.T) {
 	if !strings.Contains(stdout.String(), "Google's timing") || strings.Contains(stdout.String(), "FAST") {
 		t.Errorf("stdout does not say the Monitoring server keeps Google's timing:\n%s", stdout.String())
 	}
-	if env, err := cloud.ReadEnv(filepath.Join(dir, cloud.EnvFile)); err != nil || env[cloud.MonitoringModeEnv] != cloud.MonitoringGoogle || env["MONITORING_EMULATOR_HOST"] == "" {
-		t.Errorf("local.env: %v (err %v), want MONITORING_EMULATOR_HOST and %s=%s", env, err, cloud.MonitoringModeEnv, cloud.MonitoringGoogle)
+	if env, err := cloud.ReadEnv(filepath.Join(dir, cloud.EnvFile)); err != nil || env[cloud.MonitoringModeEnv] != cloud.MonitoringGoogle || env["MONITORING_EMULATOR_HOST"] == "" || env["SCHEDULER_EMULATOR_HOST"] == "" {
+		t.Errorf("local.env: %v (err %v), want MONITORING_EMULATOR_HOST, SCHEDULER_EMULATOR_HOST and %s=%s", env, err, cloud.MonitoringModeEnv, cloud.MonitoringGoogle)
+	}
+	for _, want := range []string{"minute schedules like Google's; sweep */10 * * * *", "alerts         2 alert policies"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout does not say %q:\n%s", want, stdout.String())
+		}
 	}
 	if stderr.Len() != 0 {
 		t.Errorf("stderr = %q, want nothing", stderr.String())
@@ -161,6 +166,9 @@ func TestLocalUpFastSaysSo(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "Monitoring") || !strings.Contains(stdout.String(), "FAST MODE") {
 		t.Errorf("stdout does not say FAST MODE on the Monitoring line:\n%s", stdout.String())
+	}
+	if want := "FAST MODE: seconds schedules; tick jobs every 2s, sweep */30 * * * * *"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("stdout does not say %q:\n%s", want, stdout.String())
 	}
 	if env[cloud.MonitoringModeEnv] != cloud.MonitoringFast {
 		t.Errorf("local.env %s = %q, want %q", cloud.MonitoringModeEnv, env[cloud.MonitoringModeEnv], cloud.MonitoringFast)

@@ -29,8 +29,9 @@ to whole gates.alignment periods, and the database's connection use when gates.d
 on; then runs the judge (docs/verification.md) and prints each gate's figures and outcome.
 This command only shows the verdict: the Verify function judges the same way at every tick of
 the rollout's Scheduler job and acts on it (next stage, pause or rollback); coalmine status
-shows the last verdict it recorded. Against a local cloud started with --fast, the judge reads
-1s periods with no ingestion delay, as the Verify function there does.`,
+shows the last verdict it recorded. Against a local cloud in fast mode (local.env says
+COALMINE_MONITORING_MODE=fast) the judge reads 1s periods with no ingestion delay, as the Verify
+function there does.`,
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet) error {
 			t, err := a.target()
 			if err != nil {
