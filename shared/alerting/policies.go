@@ -66,7 +66,8 @@ func FastTiming() Timing { return Timing{Alignment: 5 * time.Second, Minute: tim
 
 // scale converts a duration of the policy file (whole minutes) to t's minutes.
 func (t Timing) scale(d time.Duration) time.Duration {
-	return d/time.Minute*t.Minute + d%time.Minute*t.Minute/time.Minute
+	// The remainder part in floating point: d%time.Minute * t.Minute overflows int64.
+	return d/time.Minute*t.Minute + time.Duration(float64(d%time.Minute)*float64(t.Minute)/float64(time.Minute))
 }
 
 // Policies returns the alert policies for svc's managed alerts (policy.Alert.Managed), in
