@@ -448,6 +448,14 @@ func (j judging) latencyToStable() GateResult {
 	// LOWER bound, counting the bucket that straddles it whole: a canary whose p90 is beyond
 	// the ratio times the stable's true p95 then passes with probability at most alpha.
 	lb, ok := p95LowerBound(sh, half)
+	if !ok && len(sh.Bounds) > 0 && ub <= sh.Bounds[0] {
+		// The stable p95 is, with confidence, under the first bucket bound: below what the
+		// metric resolves, so no lower bound can ever qualify. The ratio is then measured
+		// against that bound (1 ms for Cloud Run): a canary is compared with the stable
+		// revision only as finely as the histogram can tell them apart.
+		lb, ok = sh.Bounds[0], true
+		seen += "; the stable p95 is under the first bucket bound, " + f0(lb) + " ms, which stands for it"
+	}
 	if !ok {
 		r.Status = Inconclusive
 		r.Detail = fmt.Sprintf("%s; the stable p95 is not yet bounded from below at %s", seen, pct(1-half))

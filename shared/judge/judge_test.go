@@ -167,6 +167,10 @@ func TestLatencyGates(t *testing.T) {
 		{"ratio: similar, 30 requests", GateLatencyP95ToStable, rev(30, 0, hist(map[float64]int64{100: 26, 300: 3, 400: 1})), rev(10000, 0, stable), gs, Inconclusive, "not enough data to rule out 10% at or above"},
 		{"ratio: inconsistent stable", GateLatencyP95ToStable, rev(1000, 0, similar), rev(10000, 0, Histogram{Bounds: []float64{1, 2}, Counts: []int64{5}}), gs, Inconclusive, "inconsistent figures for the stable revision: latency histogram: 1 counts for 2 bounds"},
 		{"ratio: stable not yet bounded", GateLatencyP95ToStable, rev(1000, 0, similar), rev(5, 0, hist(map[float64]int64{100: 5})), gs, Inconclusive, "not yet bounded"},
+		// A stable revision faster than the histogram resolves (p95 under 1 ms) is compared
+		// as if at 1 ms: a canary as fast passes, one clearly slower still fails.
+		{"ratio: sub-millisecond stable, as fast", GateLatencyP95ToStable, rev(2000, 0, hist(map[float64]int64{0.4: 1990, 1.2: 10})), rev(10000, 0, hist(map[float64]int64{0.3: 9990, 1.2: 10})), gs, Healthy, "under the first bucket bound"},
+		{"ratio: sub-millisecond stable, canary at 5 ms", GateLatencyP95ToStable, rev(2000, 0, hist(map[float64]int64{5: 2000})), rev(10000, 0, hist(map[float64]int64{0.3: 10000})), gs, Unhealthy, "more than 5%"},
 		{"ratio 0 is off", GateLatencyP95ToStable, rev(1000, 0, slower), rev(10000, 0, stable), noRatio, Healthy, "off"},
 	}
 	for _, c := range cases {
