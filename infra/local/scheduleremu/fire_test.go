@@ -297,3 +297,29 @@ func TestBackgroundLoop(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// TestHangingPublishHoldsOnlyItsJob: in the background loop, a job whose publish hangs does
+// not hold back the other jobs' slots (it used to: the loop waited for every publish).
+func TestHangingPublishHoldsOnlyItsJob(t *testing.T) {
+	release := make(chan struct{})
+	var e *env
+	e = newEnv(t, scheduleremu.Options{Fast: true, Now: time.Now, Publish: func(ctx context.Context, topic string, data []byte, attrs map[string]string) (string, error) {
+		if attrs["job"] == "stuck" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return "", ctx.Err()
+		}
+		return e.pub.Publish(ctx, topic, data, attrs)
+	}})
+	defer close(release)
+	e.create(t, job("stuck", "* * * * * *"))
+	e.create(t, job("free", "* * * * * *"))
+	// Three firings of the free job while the stuck one's first publish is still hanging.
+	for _, m := range e.receive(t, 3) {
+		if m.Attributes["job"] != "free" {
+			t.Errorf("message from job %q, want only the free job's", m.Attributes["job"])
+		}
+	}
+}

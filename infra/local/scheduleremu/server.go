@@ -143,7 +143,10 @@ func (s *Server) run() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			s.Fire(s.ctx, s.now())
+			// Not waiting for the publishes: one that hangs must not hold back the other
+			// jobs' slots (it holds back only its own job, which is still running). Close
+			// waits for them through s.loop.
+			s.fire(s.ctx, s.now(), &s.loop)
 		}
 	}
 }
@@ -191,6 +194,15 @@ func (s *Server) Close() error {
 // attempt is still in flight waits for the next call: Cloud Scheduler never runs two
 // executions of a job at once.
 func (s *Server) Fire(ctx context.Context, now time.Time) int {
+	var wg sync.WaitGroup
+	n := s.fire(ctx, now, &wg)
+	wg.Wait()
+	return n
+}
+
+// fire starts the attempts of every job due at now, each counted in wg, and returns how
+// many it started.
+func (s *Server) fire(ctx context.Context, now time.Time, wg *sync.WaitGroup) int {
 	type due struct {
 		e    *entry
 		name string
@@ -219,7 +231,6 @@ func (s *Server) Fire(ctx context.Context, now time.Time) int {
 	}
 	s.mu.Unlock()
 	sort.Slice(fire, func(i, j int) bool { return fire[i].name < fire[j].name })
-	var wg sync.WaitGroup
 	for _, d := range fire {
 		wg.Add(1)
 		go func() {
@@ -230,7 +241,6 @@ func (s *Server) Fire(ctx context.Context, now time.Time) int {
 			s.mu.Unlock()
 		}()
 	}
-	wg.Wait()
 	return len(fire)
 }
 
