@@ -16,8 +16,8 @@ import (
 
 	run "cloud.google.com/go/run/apiv2"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // EmulatorHostEnv names the environment variable that points the client at
@@ -48,15 +48,7 @@ type Client struct {
 // EmulatorOptions returns client options for CLOUDRUN_EMULATOR_HOST, or nil
 // when it is not set (the real API with Application Default Credentials).
 func EmulatorOptions() []option.ClientOption {
-	host := os.Getenv(EmulatorHostEnv)
-	if host == "" {
-		return nil
-	}
-	return []option.ClientOption{
-		option.WithEndpoint(host),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	return emulator.ClientOptions(os.Getenv(EmulatorHostEnv))
 }
 
 // New connects to Cloud Run.

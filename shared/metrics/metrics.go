@@ -21,12 +21,12 @@ import (
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // EmulatorHostEnv names the environment variable that points the reader at a local Cloud
@@ -86,14 +86,7 @@ func EmulatorOptions() []option.ClientOption {
 // EmulatorOptionsFor returns client options for a local Monitoring server at host, or nil
 // when host is empty.
 func EmulatorOptionsFor(host string) []option.ClientOption {
-	if host == "" {
-		return nil
-	}
-	return []option.ClientOption{
-		option.WithEndpoint(host),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	return emulator.ClientOptions(host)
 }
 
 // New connects to Cloud Monitoring.

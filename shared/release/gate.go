@@ -115,9 +115,12 @@ func (s *step) judgeCanary(ctx context.Context) error {
 	v := j.Verdict
 	mv := decide(v, r, pol, pol.Windows.Allows(now))
 	rec := recordOf(j, r, now)
+	var requests, errs int64
+	if c := rec.Canary; c != nil {
+		requests, errs = c.Requests, c.Errors
+	}
 	s.logger().Info("verdict "+v.Status.String()+" → "+decision(mv), "verdict", v.Status.String(), "action", string(v.Action), "reason", v.Reason,
-		"requests", figure(rec.Canary, func(f *rollout.Figures) int64 { return f.Requests }),
-		"errors", figure(rec.Canary, func(f *rollout.Figures) int64 { return f.Errors }), "decision", decision(mv))
+		"requests", requests, "errors", errs)
 	if mv.typ != "" || !rec.Same(r.Verdict) {
 		c := rollout.Command{Kind: rollout.Judged, Rollout: r.ID, Generation: s.svc.State.Generation, Verdict: rec, Actor: events.FunctionVerify}
 		if res := s.apply(c); res.Outcome == rollout.Applied {
@@ -137,13 +140,6 @@ func decision(mv move) string {
 		return "hold: " + mv.reason
 	}
 	return stepOf(mv.typ, mv.stage) + ": " + mv.reason
-}
-
-func figure(f *rollout.Figures, get func(*rollout.Figures) int64) int64 {
-	if f == nil {
-		return 0
-	}
-	return get(f)
 }
 
 // recordOf is the verdict as the state keeps it.

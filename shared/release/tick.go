@@ -54,17 +54,13 @@ func (e *Env) Tick(ctx context.Context, t events.Tick) error {
 			errs = append(errs, fmt.Errorf("sweep %s: %w", name, err))
 		}
 	}
-	switch {
-	case e.Scheduler == nil:
-	case listErr != nil:
-		e.log().Warn("sweep: tick jobs not listed, so not reconciled: "+listErr.Error(), "function", events.FunctionVerify, "error", listErr.Error())
-	default:
-		err := e.sweepTicks(ctx, jobs, states)
-		if err == nil {
-			break
-		}
+	if e.Scheduler != nil {
 		// The next sweep tries again; the rollouts themselves were looked at.
-		e.log().Warn("sweep: tick jobs not reconciled: "+err.Error(), "function", events.FunctionVerify, "error", err.Error())
+		if listErr != nil {
+			e.log().Warn("sweep: tick jobs not listed, so not reconciled: "+listErr.Error(), "function", events.FunctionVerify, "error", listErr.Error())
+		} else if err := e.sweepTicks(ctx, jobs, states); err != nil {
+			e.log().Warn("sweep: tick jobs not reconciled: "+err.Error(), "function", events.FunctionVerify, "error", err.Error())
+		}
 	}
 	return errors.Join(errs...)
 }

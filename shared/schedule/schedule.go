@@ -24,13 +24,13 @@ import (
 	"cloud.google.com/go/scheduler/apiv1/schedulerpb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/ai-square/coalmine/events"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // EmulatorHostEnv names the environment variable that points the client at a local Cloud
@@ -54,14 +54,7 @@ func EmulatorOptions() []option.ClientOption {
 // EmulatorOptionsFor returns client options for a local Cloud Scheduler server at host, or
 // nil when host is empty.
 func EmulatorOptionsFor(host string) []option.ClientOption {
-	if host == "" {
-		return nil
-	}
-	return []option.ClientOption{
-		option.WithEndpoint(host),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	return emulator.ClientOptions(host)
 }
 
 // Options configure a Client.

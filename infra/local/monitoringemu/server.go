@@ -12,7 +12,8 @@ import (
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // EnvEmulatorHost names the environment variable that points the product's monitoring
@@ -189,11 +190,7 @@ func (s *Server) Addr() string { return s.lis.Addr().String() }
 // ClientOptions are the options that point the official client at this server:
 // monitoring.NewMetricClient(ctx, srv.ClientOptions()...).
 func (s *Server) ClientOptions() []option.ClientOption {
-	return []option.ClientOption{
-		option.WithEndpoint(s.Addr()),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	return emulator.ClientOptions(s.Addr())
 }
 
 // Fast reports whether the server runs in fast mode (callers print it).

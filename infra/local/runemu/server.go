@@ -68,9 +68,10 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // Defaults of Options.
@@ -205,11 +206,7 @@ func (s *Server) Addr() string { return s.lis.Addr().String() }
 // ClientOptions are the options that point the official client at this server:
 // run.NewServicesClient(ctx, srv.ClientOptions()...).
 func (s *Server) ClientOptions() []option.ClientOption {
-	return []option.ClientOption{
-		option.WithEndpoint(s.Addr()),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	return emulator.ClientOptions(s.Addr())
 }
 
 // Registry is the image registry revisions are started from.

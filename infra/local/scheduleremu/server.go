@@ -15,13 +15,14 @@ import (
 	"google.golang.org/api/option"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	// Time zones must resolve on machines without a tz database.
 	_ "time/tzdata"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // EnvEmulatorHost names the environment variable that points the product's Cloud Scheduler
@@ -158,11 +159,7 @@ func (s *Server) Addr() string { return s.lis.Addr().String() }
 // ClientOptions are the options that point the official client at this server:
 // scheduler.NewCloudSchedulerClient(ctx, srv.ClientOptions()...).
 func (s *Server) ClientOptions() []option.ClientOption {
-	return []option.ClientOption{
-		option.WithEndpoint(s.Addr()),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	return emulator.ClientOptions(s.Addr())
 }
 
 // Fast reports whether the server runs in fast mode (callers print it).

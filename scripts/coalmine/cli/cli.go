@@ -19,8 +19,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ai-square/coalmine/infra/local/cloud"
 	"github.com/ai-square/coalmine/infra/local/gcsemu"
@@ -29,6 +27,8 @@ import (
 	"github.com/ai-square/coalmine/shared/policy"
 	"github.com/ai-square/coalmine/shared/publish"
 	"github.com/ai-square/coalmine/shared/release"
+
+	"github.com/ai-square/coalmine/shared/emulator"
 )
 
 // command is one subcommand.
@@ -485,14 +485,6 @@ func (t *target) answering(local map[string]string, envPath string) error {
 	return nil
 }
 
-func emulatorOptions(host string) []option.ClientOption {
-	return []option.ClientOption{
-		option.WithEndpoint(host),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
-}
-
 // extraEnv are more variables the target takes from the environment.
 var extraEnv []string
 
@@ -517,7 +509,7 @@ func (t *target) service(ctx context.Context, name string) (*policy.Service, *cl
 	}
 	o := cloudrun.Options{Project: pol.Project, Region: pol.Region, PollInterval: 200 * time.Millisecond}
 	if h := t.env[cloudrun.EmulatorHostEnv]; h != "" {
-		o.ClientOptions = emulatorOptions(h)
+		o.ClientOptions = emulator.ClientOptions(h)
 	}
 	c, err := cloudrun.New(ctx, o)
 	if err != nil {
@@ -533,7 +525,7 @@ func (t *target) bus(ctx context.Context) (*publish.Bus, error) {
 	}
 	var opts []option.ClientOption
 	if h := t.env["PUBSUB_EMULATOR_HOST"]; h != "" {
-		opts = emulatorOptions(h)
+		opts = emulator.ClientOptions(h)
 	}
 	return publish.New(ctx, t.project, opts...)
 }
@@ -542,7 +534,7 @@ func (t *target) bus(ctx context.Context) (*publish.Bus, error) {
 func (t *target) pubsubClient(ctx context.Context) (*pubsub.Client, error) {
 	var opts []option.ClientOption
 	if h := t.env["PUBSUB_EMULATOR_HOST"]; h != "" {
-		opts = emulatorOptions(h)
+		opts = emulator.ClientOptions(h)
 	}
 	return pubsub.NewClient(ctx, t.project, opts...)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ai-square/coalmine/infra/local/cloud"
+	"github.com/ai-square/coalmine/shared/emulator"
 	"github.com/ai-square/coalmine/shared/judge"
 	"github.com/ai-square/coalmine/shared/metrics"
 	"github.com/ai-square/coalmine/shared/policy"
@@ -74,7 +75,7 @@ function there does.`,
 func (t *target) metrics(ctx context.Context, pol *policy.Service) (*metrics.Reader, error) {
 	o := metrics.Options{Project: pol.Project, Alignment: pol.Gates.Alignment.Duration}
 	if h := t.env[metrics.EmulatorHostEnv]; h != "" {
-		o.ClientOptions = emulatorOptions(h)
+		o.ClientOptions = emulator.ClientOptions(h)
 	}
 	return metrics.New(ctx, o)
 }
