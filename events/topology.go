@@ -57,7 +57,7 @@ func lower(s string) string {
 }
 
 // Triggers is the topology: every (topic, function) pair. Infrastructure
-// (Terraform) and the local cloud are both generated from it.
+// (Terraform, not built yet) is to follow it; the local cloud is made from it.
 var Triggers = []Trigger{
 	trigger(FunctionBackup, TopicGCR),
 	trigger(FunctionBackup, TopicRelease),
