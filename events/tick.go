@@ -48,6 +48,10 @@ const (
 	SweepJob = "coalmine-sweep"
 	// TickJobPrefix starts the job ID of every per-rollout tick job.
 	TickJobPrefix = "coalmine-tick-"
+	// SweepSchedule is the sweep job's unix-cron schedule (in UTC): every 10
+	// minutes. infra/terraform creates the job with it; the local cloud
+	// uses it unless in fast mode.
+	SweepSchedule = "*/10 * * * *"
 )
 
 // TickJobID is the job ID of a rollout's own tick job: coalmine-tick-SERVICE--ROLLOUT (a

@@ -14,8 +14,12 @@ const (
 )
 
 // Trigger connects a topic to the function that consumes it: in production
-// an Eventarc trigger (a push subscription), locally a subscription the
-// bridge pulls and POSTs to the function.
+// a push subscription (infra/terraform) that POSTs each message, with an
+// OIDC token, to the function's Cloud Run service at
+// /projects/PROJECT/topics/TOPIC (functions-framework turns the push body
+// into the messagePublished CloudEvent and takes the topic from that path);
+// locally a subscription the bridge pulls and POSTs to the function as a
+// CloudEvent, as Eventarc would.
 type Trigger struct {
 	Function string
 	Topic    string
@@ -29,6 +33,13 @@ const (
 	// subscriptions it is also the HTTP timeout, so it covers the longest
 	// function run (a deploy waiting for its revision).
 	AckDeadline = 600 * time.Second
+	// FunctionTimeout is the request timeout of every function's Cloud Run
+	// service (and its CLOUD_RUN_TIMEOUT_SECONDS, which functions-framework
+	// turns into the context's deadline). The longest run, a Deploy waiting
+	// up to 8 minutes for its canary, fits in it, and it is under
+	// AckDeadline, so Pub/Sub does not redeliver a message while a function
+	// is still working on it.
+	FunctionTimeout = 540 * time.Second
 	// MinBackoff and MaxBackoff bound the retry policy's exponential backoff.
 	MinBackoff = 10 * time.Second
 	MaxBackoff = 600 * time.Second
@@ -56,8 +67,9 @@ func lower(s string) string {
 	return string(b)
 }
 
-// Triggers is the topology: every (topic, function) pair. Infrastructure
-// (Terraform, not built yet) is to follow it; the local cloud is made from it.
+// Triggers is the topology: every (topic, function) pair. The local cloud
+// is made from it; infra/terraform declares the same subscriptions, and its
+// test (infra/terraform/terraform_test.go) fails when they differ.
 var Triggers = []Trigger{
 	trigger(FunctionBackup, TopicGCR),
 	trigger(FunctionBackup, TopicRelease),

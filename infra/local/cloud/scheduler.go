@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ai-square/coalmine/events"
 	"github.com/ai-square/coalmine/infra/local/scheduleremu"
 	"github.com/ai-square/coalmine/shared/schedule"
 )
@@ -15,7 +16,7 @@ import (
 // Schedules of the local cloud's Scheduler jobs.
 const (
 	// SweepSchedule is the sweep job's schedule with Google's timing: every 10 minutes.
-	SweepSchedule = "*/10 * * * *"
+	SweepSchedule = events.SweepSchedule
 	// FastTickSchedule and FastSweepSchedule are the schedules in fast mode (seconds).
 	FastTickSchedule  = "*/2 * * * * *"
 	FastSweepSchedule = "*/30 * * * * *"
