@@ -125,6 +125,7 @@ var positionalArgs = map[string]struct{ min, max int }{
 	"restore":       {1, 1},
 	"local up":      {0, 0},
 	"verdict":       {1, 1},
+	"alerts":        {0, 0},
 }
 
 func TestExtraArgumentsAreRejected(t *testing.T) {

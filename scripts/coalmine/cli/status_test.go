@@ -1,8 +1,14 @@
 package cli
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ai-square/coalmine/infra/local/cloud"
+	"github.com/ai-square/coalmine/shared/cloudrun"
+	"github.com/ai-square/coalmine/shared/metrics"
+	"github.com/ai-square/coalmine/shared/release"
 )
 
 func TestStatusHistoryCount(t *testing.T) {
@@ -57,5 +63,33 @@ func TestStatusEscapesControlCharacters(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status web: output %q does not show %q", stdout, want)
 		}
+	}
+}
+
+// TestStatusWithoutALocalCloud: with no local.env, status needs only the policy
+// (COALMINE_POLICY, or --config) and Cloud Run's endpoint: the service's project and region
+// come from the policy, not from COALMINE_PROJECT or COALMINE_REGION. The Cloud Run emulator
+// stands in for Google's endpoint (CLOUDRUN_EMULATOR_HOST unset: run.googleapis.com with
+// Application Default Credentials).
+func TestStatusWithoutALocalCloud(t *testing.T) {
+	local, err := cloud.ReadEnv(filepath.Join(cloudRunWith(t, rolloutWith(1)), cloud.EnvFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() // no local.env
+	for k, v := range map[string]string{
+		release.EnvPolicy: writePolicy(t, dir), cloudrun.EmulatorHostEnv: local[cloudrun.EmulatorHostEnv],
+		release.EnvProject: "", release.EnvRegion: "", "PUBSUB_EMULATOR_HOST": "", metrics.EmulatorHostEnv: "",
+	} {
+		t.Setenv(k, v)
+	}
+	code, stdout, stderr := runCLI(t, "--dir", dir, "status", "web")
+	if code != 0 || !strings.Contains(stdout, "web-0123456789ab") {
+		t.Errorf("status web with only COALMINE_POLICY and CLOUDRUN_EMULATOR_HOST: exit %d, stdout %q, stderr %q; want exit 0 and the rollout", code, stdout, stderr)
+	}
+	t.Setenv(release.EnvPolicy, "")
+	code, _, stderr = runCLI(t, "--dir", dir, "status", "web")
+	if code != 1 || !strings.Contains(stderr, "no policy: pass --config FILE, set COALMINE_POLICY") {
+		t.Errorf("status web with no policy: exit %d, stderr %q; want exit 1 asking for --config or COALMINE_POLICY", code, stderr)
 	}
 }

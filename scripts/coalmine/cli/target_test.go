@@ -18,7 +18,7 @@ func TestStaleLocalEnvSaysTheLocalCloudIsNotRunning(t *testing.T) {
 		"STORAGE_EMULATOR_HOST":   dead,
 		"COALMINE_LOCAL_REGISTRY": filepath.Join(dir, "images"),
 	})
-	for _, args := range [][]string{{"status"}, {"status", "web"}, {"promote", "web"}, {"push", testRepository + ":v1"}, {"backups", "list", "web"}} {
+	for _, args := range [][]string{{"status"}, {"status", "web"}, {"promote", "web"}, {"push", testRepository + ":v1"}, {"backups", "list", "web"}, {"alerts"}} {
 		code, _, stderr := runCLI(t, append([]string{"--dir", dir}, args...)...)
 		for _, want := range []string{"nothing answers at " + dead, filepath.Join(dir, cloud.EnvFile), "the local cloud is not running", "coalmine local up"} {
 			if code != 1 || !strings.Contains(stderr, want) {
