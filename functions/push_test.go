@@ -39,6 +39,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 
 	"github.com/ai-square/coalmine/events"
+	"github.com/ai-square/coalmine/functions/backup"
 	"github.com/ai-square/coalmine/infra/local/pubsubemu"
 )
 
@@ -146,19 +147,20 @@ func TestPushDelivery(t *testing.T) {
 
 	// A push endpoint without /projects/P/topics/T: functions-framework
 	// prints a WARNING (with no newline) and builds the source
-	// "//pubsub.googleapis.com/" with no topic, so Backup reads an image push
-	// as a command, finds it malformed and acknowledges it: every gcr
-	// notification is lost with a 200. This is why the endpoint must carry
-	// the path (Terraform's test checks its shape). The WARNING is not even
+	// "//pubsub.googleapis.com/" with no topic. Backup cannot tell an image
+	// push from a command without it, so it refuses the event as malformed
+	// (acknowledged, 200), saying the endpoint must end in the topic's path:
+	// with such an endpoint every gcr notification would be lost. This is why
+	// Terraform's test checks the endpoints' shape. The WARNING is not even
 	// a line of its own: the next JSON log line on stdout is glued to it, so
 	// Cloud Logging gets the malformed-event warning as plain text.
-	t.Run("no topic in the path: the notification is lost as a malformed command", func(t *testing.T) {
+	t.Run("no topic in the path: refused, naming the endpoint's shape", func(t *testing.T) {
 		from := fn.logs.mark()
 		if got, want := fn.post(t, "/", gcrPush), http.StatusOK; got != want {
 			t.Fatalf("POST: got HTTP %d, want %d", got, want)
 		}
 		l := fn.logs.wait(t, from, "log of the malformed command", isMalformed)
-		checkMalformed(t, l, notCommand, "//pubsub.googleapis.com/")
+		checkMalformed(t, l, backup.NoTopic("//pubsub.googleapis.com/"), "//pubsub.googleapis.com/")
 		fn.logs.none(t, from, "log of the ignored notification", isArtifactLog)
 		// v1.9.2 glues its warning to the front of the malformed-event line
 		// (l.text); a line of its own would do as well.

@@ -34,12 +34,24 @@ func deployed(env *release.Env) release.Handler {
 	return Handler(env)
 }
 
+// NoTopic is why an event whose source names no Pub/Sub topic is refused:
+// Backup tells Artifact Registry notifications (topic gcr) from commands by
+// the topic. functions-framework takes the topic of a push request from its
+// path, so a push subscription's endpoint must end in
+// /projects/PROJECT/topics/TOPIC (infra/terraform's does).
+func NoTopic(source string) error {
+	return fmt.Errorf("the event's source %q names no Pub/Sub topic, so a registry notification cannot be told from a command: a push endpoint must end in /projects/PROJECT/topics/TOPIC", source)
+}
+
 // Handler returns the Backup function for env.
 func Handler(env *release.Env) release.Handler {
 	return func(ctx context.Context, e event.Event) error {
 		msg, err := events.DecodeMessagePublished(e)
 		if err != nil {
 			return env.Malformed(events.FunctionBackup, e, err)
+		}
+		if msg.Topic == "" {
+			return env.Malformed(events.FunctionBackup, e, NoTopic(e.Source()))
 		}
 		if msg.Topic == events.TopicGCR {
 			n, err := events.DecodeArtifact(msg.Message.Data)
