@@ -77,7 +77,7 @@ func Lazy(name string, h func(*Env) Handler) Handler {
 			env, err := FromEnvironment(context.Background())
 			if err != nil {
 				mu.Unlock()
-				slog.Error("function not configured: "+err.Error(), "function", name)
+				logging.FromEnv().Error("function not configured: "+err.Error(), "function", name)
 				return fmt.Errorf("%s not configured: %w", name, err)
 			}
 			fn = Guard(env.log(), name, h(env))
