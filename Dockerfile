@@ -25,7 +25,8 @@ FROM debian:bookworm-slim
 ARG PG_MAJOR
 COPY scripts/image/install-pg-client.sh /usr/local/sbin/
 RUN install-pg-client.sh "${PG_MAJOR}" && rm /usr/local/sbin/install-pg-client.sh \
-  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin coalmine
+  && groupadd --system --gid 10001 coalmine \
+  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin coalmine
 COPY --from=build /out/functions /functions
 USER 10001:10001
 ENV PORT=8080

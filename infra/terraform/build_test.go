@@ -60,7 +60,7 @@ func cloudBuild(t *testing.T) (buildConfig, map[string]buildStep) {
 	for _, s := range c.Steps {
 		steps[s.ID] = s
 	}
-	for _, id := range []string{"test", "build", "push", "deploy", "alerts"} {
+	for _, id := range []string{"check", "test", "build", "push", "deploy", "alerts"} {
 		if _, ok := steps[id]; !ok {
 			t.Fatalf("cloudbuild.yaml has no step %q", id)
 		}
@@ -118,6 +118,20 @@ func TestCloudBuild(t *testing.T) {
 	}
 	if !strings.Contains(deploy, `--image "$$(cat /workspace/image)"`) {
 		t.Errorf("deploy step does not deploy the pushed digest: %q", deploy)
+	}
+	if !regexp.MustCompile(`tags add "\$\$\(cat /workspace/image\)" \\\s+"` + regexp.QuoteMeta(image) + `:deployed"`).MatchString(deploy) {
+		t.Errorf("deploy step does not tag the deployed image %s:deployed: %q", image, deploy)
+	}
+	kept := false
+	for _, p := range list(repo, "cleanup_policies") {
+		if str(p, "action") == "KEEP" && str(p, "condition", 0, "tag_state") == "TAGGED" {
+			for _, tag := range list(p, "condition", 0, "tag_prefixes") {
+				kept = kept || tag.AsString() == "deployed"
+			}
+		}
+	}
+	if !kept {
+		t.Errorf("the image repository's cleanup may delete the image tagged deployed")
 	}
 	secret := str(e.resource(t, "google_secret_manager_secret", "policy").instances[""], "secret_id")
 	if !strings.Contains(deploy, "--secret "+secret) {

@@ -414,6 +414,7 @@ var functions = map[string]function.Function{
 	"coalesce":   stdlib.CoalesceFunc,
 	"concat":     stdlib.ConcatFunc,
 	"contains":   stdlib.ContainsFunc,
+	"distinct":   stdlib.DistinctFunc,
 	"flatten":    stdlib.FlattenFunc,
 	"format":     stdlib.FormatFunc,
 	"jsonencode": stdlib.JSONEncodeFunc,

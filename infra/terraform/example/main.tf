@@ -20,17 +20,18 @@ provider "google" {
 module "coalmine" {
   source = "../modules/coalmine"
 
-  project_id              = var.project_id
-  region                  = var.region
-  image                   = var.image
-  policy                  = file(var.policy_file)
-  target_services         = var.target_services
-  target_service_accounts = var.target_service_accounts
-  release_repositories    = var.release_repositories
-  backup_bucket           = var.backup_bucket
-  backup_source_buckets   = var.backup_source_buckets
-  cloudsql_instances      = var.cloudsql_instances
-  backup_secret_env       = var.backup_secret_env
+  project_id                = var.project_id
+  region                    = var.region
+  image                     = var.image
+  policy                    = file(var.policy_file)
+  target_services           = var.target_services
+  target_service_accounts   = var.target_service_accounts
+  release_repositories      = var.release_repositories
+  backup_bucket             = var.backup_bucket
+  backup_source_buckets     = var.backup_source_buckets
+  cloudsql_instances        = var.cloudsql_instances
+  cloudsql_service_accounts = var.cloudsql_service_accounts
+  backup_secret_env         = var.backup_secret_env
 }
 
 output "coalmine" {

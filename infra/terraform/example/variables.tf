@@ -54,6 +54,12 @@ variable "cloudsql_instances" {
   default     = []
 }
 
+variable "cloudsql_service_accounts" {
+  description = "The service accounts of the Cloud SQL instances the cloudsql driver exports from."
+  type        = list(string)
+  default     = []
+}
+
 variable "backup_secret_env" {
   description = "The Backup function's environment from Secret Manager: variable name => secret ID."
   type        = map(string)

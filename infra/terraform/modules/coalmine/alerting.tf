@@ -7,6 +7,9 @@ resource "google_monitoring_notification_channel" "alerts" {
   display_name = "coalmine alerts"
   description  = "Cloud Monitoring incidents for coalmine's Alert function."
   type         = "pubsub"
+  # The alert policies `coalmine alerts` made still name the channel when
+  # Terraform destroys it.
+  force_delete = true
   labels = {
     topic = google_pubsub_topic.coalmine[local.alerts_topic].id
   }

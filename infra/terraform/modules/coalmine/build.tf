@@ -8,8 +8,8 @@ resource "google_artifact_registry_repository" "coalmine" {
   format        = "DOCKER"
   description   = "coalmine's functions image"
 
-  # Each build pushes an image: keep the five newest, delete the rest after
-  # 30 days.
+  # Each build pushes an image: keep the five newest and the one tagged
+  # deployed (cloudbuild.yaml moves the tag), delete the rest after 30 days.
   cleanup_policy_dry_run = false
   cleanup_policies {
     id     = "delete-old"
@@ -17,6 +17,14 @@ resource "google_artifact_registry_repository" "coalmine" {
     condition {
       tag_state  = "ANY"
       older_than = "2592000s"
+    }
+  }
+  cleanup_policies {
+    id     = "keep-deployed"
+    action = "KEEP"
+    condition {
+      tag_state    = "TAGGED"
+      tag_prefixes = ["deployed"]
     }
   }
   cleanup_policies {

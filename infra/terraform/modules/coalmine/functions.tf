@@ -20,9 +20,17 @@ resource "google_secret_manager_secret" "policy" {
   }
 }
 
+# A new policy is a new version; the old one is left in place (ABANDON), so
+# revisions that mount it still start, and the new version exists before the
+# functions move to it.
 resource "google_secret_manager_secret_version" "policy" {
-  secret      = google_secret_manager_secret.policy.id
-  secret_data = var.policy
+  secret          = google_secret_manager_secret.policy.id
+  secret_data     = var.policy
+  deletion_policy = "ABANDON"
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "google_cloud_run_v2_service" "function" {
@@ -127,8 +135,18 @@ resource "google_cloud_run_v2_service" "function" {
 
   # Cloud Build deploys new images (cloudbuild.yaml); apply must not undo it.
   lifecycle {
-    ignore_changes = [template[0].containers[0].image, client, client_version]
+    ignore_changes = [
+      template[0].containers[0].image,
+      template[0].annotations,
+      template[0].labels,
+      template[0].revision,
+      client,
+      client_version,
+    ]
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.policy]
+  depends_on = [
+    google_secret_manager_secret_iam_member.policy,
+    google_secret_manager_secret_iam_member.backup_env,
+  ]
 }

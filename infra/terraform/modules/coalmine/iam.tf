@@ -4,7 +4,10 @@
 # that this file grants exactly the table's roles). No basic roles.
 
 locals {
-  run_write = ["run.services.get", "run.services.update", "run.operations.get"]
+  # run.operations.get is checked on the location's operations, so it is
+  # project-wide; reading and updating services is granted on the released
+  # services only (coalmineServiceWriter).
+  run_write = ["run.operations.get"]
   tick_jobs = [
     "cloudscheduler.jobs.create",
     "cloudscheduler.jobs.get",
@@ -40,7 +43,10 @@ locals {
     "${p.function}/${p.topic}" => p
   }
   act_as = {
-    for p in setproduct(keys(local.functions), var.target_service_accounts) : "${p[0]}/${p[1]}" => { function = p[0], account = p[1] }
+    for p in setproduct(keys(local.functions), distinct(var.target_service_accounts)) : "${p[0]}/${p[1]}" => { function = p[0], account = p[1] }
+  }
+  service_writers = {
+    for p in setproduct(keys(local.functions), distinct(var.target_services)) : "${p[0]}/${p[1]}" => { function = p[0], service = p[1] }
   }
 }
 
@@ -62,6 +68,26 @@ resource "google_project_iam_member" "function" {
   member  = google_service_account.function[each.key].member
 }
 
+# Every function reads the released services and writes rollout state,
+# traffic and templates to them; no other service of the project.
+resource "google_project_iam_custom_role" "service_writer" {
+  project     = var.project_id
+  role_id     = "coalmineServiceWriter"
+  title       = "coalmine: read and update a released service"
+  description = "Granted on each released Cloud Run service to each coalmine function (docs/production.md)."
+  permissions = ["run.services.get", "run.services.update"]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "service_writer" {
+  for_each = local.service_writers
+
+  project  = var.project_id
+  location = local.target_region
+  name     = each.value.service
+  role     = google_project_iam_custom_role.service_writer.id
+  member   = google_service_account.function[each.value.function].member
+}
+
 resource "google_pubsub_topic_iam_member" "publish" {
   for_each = local.publish_grants
 
@@ -76,7 +102,7 @@ resource "google_pubsub_topic_iam_member" "publish" {
 resource "google_service_account_iam_member" "act_as" {
   for_each = local.act_as
 
-  service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value.account}"
+  service_account_id = "projects/-/serviceAccounts/${each.value.account}"
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.function[each.value.function].member
 }
