@@ -234,14 +234,14 @@ func TestProductionPolicy(t *testing.T) {
 		vars[name] = v
 	}
 	tf := cty.ObjectVal(vars)
-	strings := func(name string) map[string]bool {
+	set := func(name string) map[string]bool {
 		out := map[string]bool{}
 		for _, v := range list(tf, name) {
 			out[v.AsString()] = true
 		}
 		return out
 	}
-	services, sources := strings("target_services"), strings("backup_source_buckets")
+	services, sources := set("target_services"), set("backup_source_buckets")
 	repos := map[string]bool{}
 	for _, r := range list(tf, "release_repositories") {
 		repos[str(r, "location")+"/"+str(r, "repository")] = true
@@ -256,7 +256,7 @@ func TestProductionPolicy(t *testing.T) {
 		}
 		for _, img := range s.Images {
 			// LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE
-			parts := regexpSplit(img)
+			parts := registryParts(img)
 			if parts == nil || !repos[parts[0]+"/"+parts[2]] || parts[1] != s.Project {
 				t.Errorf("image %s is not in a repository of release_repositories", img)
 			}
@@ -277,9 +277,9 @@ func TestProductionPolicy(t *testing.T) {
 
 var registryImage = regexp.MustCompile(`^([a-z0-9-]+)-docker\.pkg\.dev/([^/]+)/([^/]+)/.+$`)
 
-// regexpSplit returns location, project, repository of an Artifact
+// registryParts returns location, project, repository of an Artifact
 // Registry image, or nil.
-func regexpSplit(img string) []string {
+func registryParts(img string) []string {
 	m := registryImage.FindStringSubmatch(img)
 	if m == nil {
 		return nil

@@ -691,8 +691,9 @@ func TestFunctionsHoldWhatTheirCodeCalls(t *testing.T) {
 			custom[str(v, "role_id")] = list(v, "permissions")
 		}
 	}
+	gs := grants(t, e)
 	held := map[string]map[string]string{} // function → permission → via
-	for _, g := range grants(t, e) {
+	for _, g := range gs {
 		if held[g.who] == nil {
 			held[g.who] = map[string]string{}
 		}
@@ -739,7 +740,7 @@ func TestFunctionsHoldWhatTheirCodeCalls(t *testing.T) {
 	}
 	// A custom role granted to several functions holds only what each of
 	// them needs.
-	for _, g := range grants(t, e) {
+	for _, g := range gs {
 		perms, ok := custom[g.role]
 		if !ok || needed[g.who] == nil {
 			continue
